@@ -1,0 +1,12 @@
+FROM python:3.11-slim
+WORKDIR /srv
+ENV PYTHONUNBUFFERED=1 HOST=0.0.0.0 PORT=8000
+COPY pyproject.toml README.md alembic.ini ./
+COPY app ./app
+COPY migrations ./migrations
+COPY workshop_templates ./workshop_templates
+COPY static ./static
+RUN pip install --no-cache-dir -e . && useradd --create-home appuser && mkdir -p data && chown appuser data
+USER appuser
+EXPOSE 8000
+CMD ["python", "-m", "app", "serve"]

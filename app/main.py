@@ -1,0 +1,62 @@
+"""Application factory: settings, database, definitions, routes, static files."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from app.config import PROJECT_ROOT, Settings, get_settings
+from app.db.engine import make_engine, make_sessionmaker
+from app.domain.definitions import load_definitions
+from app.services.errors import ServiceError
+from app.services.security import TokenCodec
+from app.web import api, pages
+from app.web.headers import SecurityHeadersMiddleware
+from app.web.templating import make_templates
+
+log = logging.getLogger("app")
+STATIC_DIR = PROJECT_ROOT / "static"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="CX Maturity Workshop",
+        version="0.1.0",
+        summary="Live facilitation server for customer-experience maturity workshops",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.codec = TokenCodec(settings.secret_key)
+    # Definitions are validated at start-up: a broken YAML file stops the server
+    # with a message naming the file and field, rather than failing mid-workshop.
+    app.state.definitions = load_definitions(Path(settings.definitions_dir))
+    app.state.templates = make_templates()
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=exc.status_code)
+
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,50 @@
+"""The event log: every accepted change gets the next number of its workshop.
+
+`seq` comes from `UPDATE workshop SET seq = seq + 1 ... RETURNING seq` inside the
+caller's transaction. The row lock taken by the UPDATE serialises writers on
+PostgreSQL, and SQLite's single writer does the same, so numbers never repeat and
+never skip (a rolled-back transaction gives its number back).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.db.models import Event, Workshop
+
+
+class WorkshopNotFound(LookupError):
+    pass
+
+
+async def next_seq(session: AsyncSession, workshop_id: str) -> int:
+    stmt = (
+        update(Workshop)
+        .where(col(Workshop.id) == workshop_id)
+        .values(seq=col(Workshop.seq) + 1)
+        .returning(col(Workshop.seq))
+    )
+    result = await session.exec(stmt)
+    seq = result.scalar_one_or_none()
+    if seq is None:
+        raise WorkshopNotFound(workshop_id)
+    return int(seq)
+
+
+async def append_event(
+    session: AsyncSession,
+    workshop_id: str,
+    type_: str,
+    payload: dict[str, Any],
+    actor: str | None,
+) -> Event:
+    """Add a numbered event to the caller's transaction (not committed here)."""
+    seq = await next_seq(session, workshop_id)
+    event = Event(workshop_id=workshop_id, seq=seq, type=type_, payload=payload, actor=actor)
+    session.add(event)
+    await session.flush()
+    return event

@@ -1,0 +1,176 @@
+"""HTML pages: landing, facilitator sign-in and dashboard."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import select
+
+from app.db.models import Workshop
+from app.services import workshops as workshop_service
+from app.services.errors import ServiceError
+from app.services.facilitators import authenticate
+from app.services.security import SESSION
+from app.web.csrf import check_csrf, csrf_token, set_csrf_cookie
+from app.web.deps import (
+    SESSION_COOKIE,
+    CodecDep,
+    DefinitionsDep,
+    MaybeFacilitator,
+    SessionDep,
+    SettingsDep,
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any], *, status_code: int = 200
+) -> Response:
+    settings = request.app.state.settings
+    context = {"csrf_token": csrf_token(request), **context}
+    response: Response = request.app.state.templates.TemplateResponse(
+        request, name, context, status_code=status_code
+    )
+    set_csrf_cookie(request, response, secure=settings.secure_cookies)
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+async def landing(request: Request, facilitator: MaybeFacilitator) -> Response:
+    return render(request, "landing.html", {"facilitator": facilitator})
+
+
+@router.get("/signin", response_class=HTMLResponse)
+async def signin_form(request: Request, facilitator: MaybeFacilitator) -> Response:
+    if facilitator is not None:
+        return RedirectResponse("/dashboard", status_code=303)
+    return render(request, "signin.html", {"error": None, "email": ""})
+
+
+@router.post("/signin", response_class=HTMLResponse)
+async def signin(
+    request: Request,
+    session: SessionDep,
+    codec: CodecDep,
+    settings: SettingsDep,
+    email: Annotated[str, Form(max_length=254)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    check_csrf(request, csrf_token)
+    facilitator = await authenticate(session, email, password) if email and password else None
+    if facilitator is None:
+        return render(
+            request,
+            "signin.html",
+            {"error": "The email or password is wrong.", "email": email},
+            status_code=401,
+        )
+    response = RedirectResponse("/dashboard", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        codec.dumps(SESSION, {"f": facilitator.id}),
+        max_age=settings.session_hours * 3600,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        path="/",
+    )
+    return response
+
+
+@router.post("/signout")
+async def signout(request: Request, csrf_token: Annotated[str | None, Form()] = None) -> Response:
+    check_csrf(request, csrf_token)
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def _dashboard(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    definitions: DefinitionsDep,
+    facilitator: Any,
+    *,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    workshops = (
+        await session.exec(
+            select(Workshop)
+            .where(Workshop.facilitator_id == facilitator.id)
+            .order_by(Workshop.created_at.desc())  # type: ignore[attr-defined]
+        )
+    ).all()
+    return render(
+        request,
+        "dashboard.html",
+        {
+            "facilitator": facilitator,
+            "workshops": workshops,
+            "definitions": sorted(definitions.values(), key=lambda d: d.title),
+            "public_url": settings.public_url,
+            "error": error,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+async def dashboard(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    definitions: DefinitionsDep,
+    facilitator: MaybeFacilitator,
+) -> Response:
+    if facilitator is None:
+        return RedirectResponse("/signin", status_code=303)
+    return await _dashboard(request, session, settings, definitions, facilitator)
+
+
+@router.post("/dashboard/workshops", response_class=HTMLResponse)
+async def dashboard_create(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    definitions: DefinitionsDep,
+    facilitator: MaybeFacilitator,
+    title: Annotated[str, Form(max_length=400)] = "",
+    definition: Annotated[str, Form(max_length=64)] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    if facilitator is None:
+        return RedirectResponse("/signin", status_code=303)
+    check_csrf(request, csrf_token)
+    chosen = definitions.get(definition)
+    if chosen is None:
+        return await _dashboard(
+            request,
+            session,
+            settings,
+            definitions,
+            facilitator,
+            error="Choose one of the listed definitions.",
+            status_code=422,
+        )
+    try:
+        await workshop_service.create_workshop(
+            session, facilitator_id=facilitator.id, definition=chosen, title=title
+        )
+    except ServiceError as exc:
+        return await _dashboard(
+            request,
+            session,
+            settings,
+            definitions,
+            facilitator,
+            error=f"Could not create the workshop: {exc.message}.",
+            status_code=exc.status_code,
+        )
+    return RedirectResponse("/dashboard", status_code=303)

@@ -1,0 +1,88 @@
+"""Request and response bodies of the JSON API (they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(description="What went wrong, in words a person understands")
+    code: str = Field(description="Stable machine-readable error code")
+
+
+class TokenIn(_In):
+    email: str = Field(max_length=254, examples=["facilitator@agency.gov"])
+    password: str = Field(max_length=1024)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the scheme name
+    expires_in: int = Field(description="Seconds until the token expires")
+
+
+class LevelOut(BaseModel):
+    id: str
+    name: str
+
+
+class FunctionOut(BaseModel):
+    id: str
+    name: str
+    cards: int
+
+
+class DefinitionOut(BaseModel):
+    id: str
+    title: str
+    description: str
+    scale: list[LevelOut]
+    functions: list[FunctionOut]
+    phases: int
+
+
+class WorkshopCreate(_In):
+    definition: str = Field(max_length=64, examples=["dhs-cx-maturity"])
+    title: str = Field(min_length=1, max_length=200, examples=["Passport Services CX workshop"])
+    anonymous: bool | None = Field(
+        default=None, description="Hide names from other participants; default from the definition"
+    )
+
+
+class WorkshopOut(BaseModel):
+    id: str
+    title: str
+    definition_id: str
+    state: str
+    join_code: str
+    join_url: str
+    anonymous: bool
+    participants: int
+    created_at: datetime
+
+
+class ParticipantCreate(_In):
+    join_code: str = Field(max_length=32, examples=["K7P2QX"])
+    display_name: str = Field(min_length=1, max_length=60, examples=["Sam L."])
+    organisation: str | None = Field(default=None, max_length=120, examples=["Passport Services"])
+
+
+class ParticipantOut(BaseModel):
+    participant_id: str
+    workshop_id: str
+    display_name: str
+    token: str = Field(description="Signed token for this workshop only; keep it to come back")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+ScoreOut = dict[str, Any]
