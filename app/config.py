@@ -87,7 +87,9 @@ class Settings(BaseSettings):
             self.public_url = f"http://{self.host}:{self.port}"
         self.public_url = self.public_url.rstrip("/")
         if not self.allowed_origins:
-            self.allowed_origins = _default_origins(self.public_url, self.host, self.port)
+            self.allowed_origins = _default_origins(
+                self.public_url, self.port, local=self.environment != "production"
+            )
         return self
 
     @property
@@ -103,9 +105,9 @@ class Settings(BaseSettings):
         return self.public_url.startswith("https://")
 
 
-def _default_origins(public_url: str, host: str, port: int) -> list[str]:
+def _default_origins(public_url: str, port: int, *, local: bool) -> list[str]:
     origins = {public_url}
-    if host in {"127.0.0.1", "localhost", "0.0.0.0"}:  # noqa: S104 - comparing, not binding
+    if local:
         origins |= {f"http://127.0.0.1:{port}", f"http://localhost:{port}"}
     return sorted(origins)
 

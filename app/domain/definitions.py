@@ -30,19 +30,19 @@ from app.domain.phases import (
     CARD_KINDS,
     PHASE_TAG,
     AgendaItem,
-    ForEachFunction,
     FrozenModel,
     Issue,
     Name,
-    PhaseKind,
-    PhaseSpec,
     Slug,
     Text,
     Title,
     check_agenda,
     uses_kinds,
 )
+from app.domain.phases import ForEachFunction as ForEachFunction
 from app.domain.phases import Phase as Phase
+from app.domain.phases import PhaseKind as PhaseKind
+from app.domain.phases import PhaseSpec as PhaseSpec
 from app.domain.phases import expand_phases as expand_phases
 
 DEFAULT_DEFINITIONS_DIR = Path(__file__).resolve().parents[2] / "workshop_templates"
@@ -334,7 +334,9 @@ def _show(value: Any) -> str:
         return repr(value if len(value) <= 40 else value[:37] + "...")
     if isinstance(value, int | float):
         return repr(value)
-    return "a mapping" if isinstance(value, Mapping) else "a list"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return "a list" if isinstance(value, list | tuple) else str(value)  # e.g. a YAML date
 
 
 _TYPE_NAMES = {

@@ -94,7 +94,8 @@ class ForEachFunction(FrozenModel):
     for_each_function: tuple[PhaseSpec, ...] = Field(min_length=1, max_length=20)
 
 
-# Tags appear in pydantic error locations; they start with "<" so they can be dropped there.
+# The union tags appear in pydantic error locations (and are dropped from problem paths);
+# the angle brackets keep them apart from field names.
 PHASE_TAG = "<phase>"
 BLOCK_TAG = "<for_each_function>"
 
@@ -146,6 +147,7 @@ def check_agenda(
                 f"'{item.kind}' runs once per core function, so it must be inside for_each_function"
             )
             issues.append(Issue((i, "kind"), msg))
+            seen.add(item.kind)  # reported once here, not again by a later prerequisite
         elif item.kind is PhaseKind.LOBBY and i != 0:
             issues.append(Issue((i, "kind"), "the lobby must be the first phase"))
         elif item.kind is PhaseKind.SUMMARY and i != len(items) - 1:

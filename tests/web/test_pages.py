@@ -1,0 +1,87 @@
+"""Sign-in page, session cookie, CSRF and the dashboard."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.conftest import FacilitatorLogin
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "page has no CSRF field"
+    return match.group(1)
+
+
+async def test_landing_and_signin_pages_render(client: httpx.AsyncClient) -> None:
+    landing = await client.get("/")
+    assert landing.status_code == 200
+    assert "Sign in as a facilitator" in landing.text
+    page = await client.get("/signin")
+    assert page.status_code == 200
+    assert '<label for="email">' in page.text
+    assert "cxw_csrf" in client.cookies
+    assert (await client.get("/dashboard", follow_redirects=False)).headers["location"] == "/signin"
+
+
+async def test_signin_needs_csrf_and_right_password(
+    client: httpx.AsyncClient, facilitator: FacilitatorLogin
+) -> None:
+    page = await client.get("/signin")
+    token = _csrf(page.text)
+    no_token = await client.post(
+        "/signin", data={"email": facilitator.email, "password": facilitator.password}
+    )
+    assert no_token.status_code == 403
+    wrong = await client.post(
+        "/signin", data={"email": facilitator.email, "password": "nope", "csrf_token": token}
+    )
+    assert wrong.status_code == 401
+    assert "The email or password is wrong." in wrong.text
+    assert "cxw_session" not in client.cookies
+    ok = await client.post(
+        "/signin",
+        data={"email": facilitator.email, "password": facilitator.password, "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert ok.status_code == 303
+    cookie = ok.headers["set-cookie"]
+    assert "cxw_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+
+
+async def test_dashboard_creates_workshop_with_escaped_title(
+    client: httpx.AsyncClient, facilitator: FacilitatorLogin
+) -> None:
+    token = _csrf((await client.get("/signin")).text)
+    await client.post(
+        "/signin",
+        data={"email": facilitator.email, "password": facilitator.password, "csrf_token": token},
+    )
+    dashboard = await client.get("/dashboard")
+    assert dashboard.status_code == 200
+    assert "No workshops yet" in dashboard.text
+    title = "<script>alert(1)</script> Passports"
+    created = await client.post(
+        "/dashboard/workshops",
+        data={"title": title, "definition": "dhs-cx-maturity", "csrf_token": _csrf(dashboard.text)},
+        follow_redirects=True,
+    )
+    assert created.status_code == 200
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Passports" in created.text
+    assert "<script>alert(1)" not in created.text
+    # The session cookie also authenticates the JSON API.
+    listed = await client.get("/api/workshops")
+    assert [w["title"] for w in listed.json()] == [title]
+    bad = await client.post(
+        "/dashboard/workshops",
+        data={"title": "x", "definition": "nope", "csrf_token": _csrf(dashboard.text)},
+    )
+    assert bad.status_code == 422
+    assert "Choose one of the listed definitions." in bad.text
+    out = await client.post(
+        "/signout", data={"csrf_token": _csrf(dashboard.text)}, follow_redirects=False
+    )
+    assert out.status_code == 303
+    assert (await client.get("/api/workshops")).status_code == 401
