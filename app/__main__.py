@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         reload=args.reload,
         proxy_headers=True,
+        ws_max_size=64 * 1024,
     )
     return 0
 

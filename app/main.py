@@ -11,10 +11,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from app import logs
 from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db.engine import make_engine, make_sessionmaker
 from app.domain.definitions import load_definitions
+from app.realtime import socket
+from app.realtime.hub import make_hub
+from app.realtime.rooms import Rooms
 from app.services.errors import ServiceError
+from app.services.live.engine import DefinitionCache, LiveService
 from app.services.security import TokenCodec
 from app.web import api, pages
 from app.web.headers import SecurityHeadersMiddleware
@@ -26,15 +31,22 @@ STATIC_DIR = PROJECT_ROOT / "static"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    logs.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        hub = make_hub(settings.redis_url)
+        await hub.start()
+        app.state.hub = hub
+        app.state.rooms = Rooms(hub)
+        app.state.live = LiveService(app.state.sessionmaker, hub, DefinitionCache())
         try:
             yield
         finally:
+            await hub.stop()
             await engine.dispose()
 
     app = FastAPI(
@@ -57,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(socket.router)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -76,7 +76,10 @@ class Workshop(SQLModel, table=True):
     anonymous: bool = False
     dot_budget: int = 3
     input_locked: bool = False
-    votes_revealed: bool = False
+    # What the facilitator has revealed: "cards:<function_id>", "level:<function_id>:<round>".
+    revealed: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Dot budget per prioritise phase key, when the facilitator changed the default.
+    phase_budgets: dict[str, int] = _json()
     timer_ends_at: datetime | None = _ts(nullable=True)
     timer_remaining_s: int | None = None
     spotlight: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 250bbdcea860
+Revision ID: cc24c1c8f33c
 Revises: 
-Create Date: 2026-11-22 04:17:22.274557
+Create Date: 2026-11-22 04:34:05.265173
 
 """
 from typing import Sequence, Union
@@ -14,7 +14,7 @@ import app.db.types
 
 
 # revision identifiers, used by Alembic.
-revision: str = '250bbdcea860'
+revision: str = 'cc24c1c8f33c'
 down_revision: Union[str, None] = None
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -44,7 +44,8 @@ def upgrade() -> None:
     sa.Column('anonymous', sa.Boolean(), nullable=False),
     sa.Column('dot_budget', sa.Integer(), nullable=False),
     sa.Column('input_locked', sa.Boolean(), nullable=False),
-    sa.Column('votes_revealed', sa.Boolean(), nullable=False),
+    sa.Column('revealed', sa.JSON(), nullable=False),
+    sa.Column('phase_budgets', sa.JSON(), nullable=False),
     sa.Column('timer_ends_at', app.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('timer_remaining_s', sa.Integer(), nullable=True),
     sa.Column('spotlight', sa.JSON(), nullable=True),

@@ -1,0 +1,82 @@
+"""Fan-out of workshop messages to every connection, on this worker and others.
+
+A hub has a local registry of listeners per workshop (the sockets served by this
+process) and a backend that carries published messages to every process:
+
+* `MemoryHub`: in-process, for one worker (the embedded default) and tests;
+* `RedisHub` (app.realtime.redis_hub): Redis pub/sub, one subscriber per worker,
+  for any number of workers or hosts.
+
+Listeners are plain callables that must not block (they enqueue). When a backend
+loses messages it cannot recover (a Redis reconnect), every listener receives
+`RESYNC` and resynchronises its client from the event log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+Listener = Callable[[Message], None]
+RESYNC: Message = {"type": "hub.resync"}
+
+
+class Hub:
+    """Base: the local registry. Subclasses implement `publish`, `start`, `stop`."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, set[Listener]] = defaultdict(set)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def publish(self, workshop_id: str, message: Message) -> None:
+        raise NotImplementedError
+
+    def subscribe(self, workshop_id: str, listener: Listener) -> None:
+        self._listeners[workshop_id].add(listener)
+
+    def unsubscribe(self, workshop_id: str, listener: Listener) -> None:
+        listeners = self._listeners.get(workshop_id)
+        if listeners is not None:
+            listeners.discard(listener)
+            if not listeners:
+                del self._listeners[workshop_id]
+
+    def local_workshops(self) -> list[str]:
+        return list(self._listeners)
+
+    def deliver(self, workshop_id: str, message: Message) -> None:
+        """Hand a message to this process's listeners of one workshop."""
+        for listener in list(self._listeners.get(workshop_id, ())):
+            try:
+                listener(message)
+            except Exception:  # one broken connection must not stop the others
+                log.exception("listener failed")
+
+    def deliver_everywhere(self, message: Message) -> None:
+        for workshop_id in list(self._listeners):
+            self.deliver(workshop_id, message)
+
+
+class MemoryHub(Hub):
+    """In-process fan-out: publish delivers straight to local listeners."""
+
+    async def publish(self, workshop_id: str, message: Message) -> None:
+        self.deliver(workshop_id, message)
+
+
+def make_hub(redis_url: str | None) -> Hub:
+    if not redis_url:
+        return MemoryHub()
+    from app.realtime.redis_hub import RedisHub
+
+    return RedisHub(redis_url)

@@ -1,0 +1,326 @@
+"""The WebSocket endpoint `/ws/workshops/{id}`: authenticate, then read and write.
+
+Handshake (before accepting): a participant token or a facilitator's token/session,
+and an allowed `Origin`. Then the server sends `hello`, then either the events the
+client missed since `last_seq` or a `snapshot`, then live events in `seq` order.
+Commands are read one at a time: parsed against the wire schema, executed by the
+live service, answered with `ack` (after commit) or `error` (to this client only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.db.models import Participant, Workshop
+from app.realtime import messages as m
+from app.realtime.rooms import CLOSE_REMOVED, Connection, Rooms, close_quietly
+from app.services.live.context import Actor, Rejected
+from app.services.live.engine import LiveService
+from app.services.live.snapshot import build_snapshot, events_since
+from app.services.security import ACCESS, PARTICIPANT, SESSION, InvalidToken, TokenCodec
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+MAX_MESSAGE_BYTES = 8 * 1024  # larger commands get an error; frames over 64 KiB close (1009)
+RATE_PER_SECOND = 20.0
+RATE_BURST = 40
+MAX_STRIKES = 60  # rate-limited messages tolerated before the socket is closed (1008)
+RESUME_LIMIT = 1000  # more missed events than this: send a snapshot instead
+CLOSE_POLICY = 1008
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+async def _authenticate(ws: WebSocket, workshop_id: str) -> tuple[Actor, Workshop] | None:
+    """Who is connecting, and whether the workshop is anonymous; None to refuse."""
+    state = ws.app.state
+    codec: TokenCodec = state.codec
+    settings = state.settings
+    token = ws.query_params.get("token") or ""
+    auth = ws.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        token = auth[7:]
+    async with state.sessionmaker() as session:
+        workshop = await session.get(Workshop, workshop_id)
+        if workshop is None:
+            return None
+        if token:
+            with contextlib.suppress(InvalidToken):
+                payload = codec.loads(
+                    PARTICIPANT, token, max_age_s=settings.participant_token_days * 86400
+                )
+                if payload.get("w") != workshop_id:
+                    return None
+                participant = await session.get(Participant, str(payload.get("p")))
+                if participant is None or participant.removed_at is not None:
+                    return None
+                if participant.workshop_id != workshop_id:
+                    return None
+                actor = Actor("participant", workshop_id, participant_id=participant.id)
+                return actor, workshop
+        candidates = []
+        if token:
+            candidates.append((ACCESS, token, settings.access_token_hours * 3600))
+        cookie = ws.cookies.get("cxw_session")
+        if cookie:
+            candidates.append((SESSION, cookie, settings.session_hours * 3600))
+        for kind, value, max_age in candidates:
+            with contextlib.suppress(InvalidToken):
+                payload = codec.loads(kind, value, max_age_s=max_age)
+                if payload.get("f") == workshop.facilitator_id:
+                    actor = Actor(
+                        "facilitator", workshop_id, facilitator_id=workshop.facilitator_id
+                    )
+                    return actor, workshop
+    return None
+
+
+def _origin_allowed(ws: WebSocket) -> bool:
+    origin = ws.headers.get("origin")
+    # Non-browser clients (scripts, the benchmark) send no Origin; browsers always do.
+    return origin is None or origin in ws.app.state.settings.allowed_origins
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:3]:
+        loc = ".".join(str(p) for p in item["loc"])
+        if item["type"] == "union_tag_invalid":
+            parts.append(f"unknown command type {item['input'].get('type')!r}")
+        elif item["type"] == "union_tag_not_found":
+            parts.append("the message has no 'type'")
+        elif item["type"] == "json_invalid":
+            parts.append("the message is not valid JSON")
+        else:
+            parts.append(f"{loc}: {item['msg']}" if loc else item["msg"])
+    return "; ".join(parts)
+
+
+def _cid_of(text: str) -> str | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    cid = value.get("cid") if isinstance(value, dict) else None
+    return cid if isinstance(cid, str) and len(cid) <= 64 else None
+
+
+@router.websocket("/ws/workshops/{workshop_id}")
+async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
+    if not _origin_allowed(ws):
+        await ws.close(CLOSE_POLICY, "origin not allowed")
+        return
+    found = await _authenticate(ws, workshop_id)
+    if found is None:
+        await ws.close(CLOSE_POLICY, "not allowed in this workshop")
+        return
+    actor, workshop = found
+    audience: m.Audience = "participant"
+    if actor.is_facilitator:
+        audience = "projector" if ws.query_params.get("view") == "projector" else "facilitator"
+    try:
+        last_seq = int(ws.query_params.get("last_seq", "-1"))
+    except ValueError:
+        last_seq = -1
+    await ws.accept()
+    rooms: Rooms = ws.app.state.rooms
+    live: LiveService = ws.app.state.live
+    conn = Connection(ws=ws, actor=actor, audience=audience)
+    room = rooms.join(conn, workshop.anonymous, workshop.seq)
+    writer = asyncio.create_task(_writer(conn, rooms, live, last_seq))
+    try:
+        if actor.participant_id:
+            room.presence[actor.participant_id] = "online"
+            await live.publish_presence(actor, "online", room.last_seq)
+        await _reader(conn, live)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        conn.closed = True
+        rooms.leave(conn)
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
+        pid = actor.participant_id
+        if pid and not any(c.actor.participant_id == pid for c in room.connections):
+            room.presence[pid] = "offline"
+            await live.publish_presence(actor, "offline", room.last_seq)
+
+
+async def _reader(conn: Connection, live: LiveService) -> None:
+    ws = conn.ws
+    bucket = TokenBucket(RATE_PER_SECOND, RATE_BURST)
+    strikes = 0
+    while not conn.closed:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text = message.get("text")
+        if text is None:
+            conn.control(
+                m.ErrorMessage(code="binary", message="send JSON text frames").model_dump()
+            )
+            continue
+        if len(text.encode()) > MAX_MESSAGE_BYTES:
+            conn.control(
+                m.ErrorMessage(
+                    cid=None,
+                    code="too_large",
+                    message=f"messages are limited to {MAX_MESSAGE_BYTES} bytes",
+                ).model_dump()
+            )
+            continue
+        if not bucket.take():
+            strikes += 1
+            if strikes > MAX_STRIKES:
+                conn.put("close", (CLOSE_POLICY, "too many messages"))
+                return
+            conn.control(
+                m.ErrorMessage(
+                    cid=_cid_of(text), code="rate_limited", message="too many messages; slow down"
+                ).model_dump()
+            )
+            continue
+        try:
+            command = m.COMMANDS.validate_json(text)
+        except ValidationError as exc:
+            conn.control(
+                m.ErrorMessage(
+                    cid=_cid_of(text), code="invalid_message", message=_describe(exc)
+                ).model_dump()
+            )
+            continue
+        await _execute(conn, live, command)
+
+
+async def _execute(conn: Connection, live: LiveService, command: Any) -> None:
+    if isinstance(command, m.Ping):
+        conn.control(m.Pong(cid=command.cid, seq=conn.last_seq).model_dump())
+        return
+    if isinstance(command, m.Sync):
+        conn.put("resync", command.last_seq)
+        return
+    if isinstance(command, m.SetPresence):
+        await live.publish_presence(conn.actor, command.status, conn.last_seq)
+        conn.control(m.Ack(cid=command.cid, seq=None).model_dump())
+        return
+    try:
+        outcome = await live.handle(conn.actor, command)
+    except Rejected as exc:
+        conn.control(
+            m.ErrorMessage(cid=command.cid, code=exc.code, message=exc.message).model_dump()
+        )
+        if exc.code == "removed":
+            conn.put("close", (CLOSE_REMOVED, "removed from the workshop"))
+        return
+    conn.control(m.Ack(cid=command.cid, seq=outcome.seq, result=outcome.result).model_dump())
+
+
+async def _send_missed(
+    conn: Connection, rooms: Rooms, session: AsyncSession, live: LiveService, since: int
+) -> None:
+    """Bring the client from `since` to now: the missed events, or a snapshot."""
+    missed = (
+        await events_since(session, conn.actor.workshop_id, since, RESUME_LIMIT)
+        if since >= 0
+        else None
+    )
+    if missed is None:
+        workshop = await session.get(Workshop, conn.actor.workshop_id)
+        assert workshop is not None
+        definition, phases = live.cache.get(workshop)
+        room = rooms.rooms.get(conn.actor.workshop_id)
+        snapshot = await build_snapshot(
+            session,
+            workshop,
+            definition,
+            phases,
+            conn.audience,
+            conn.actor.participant_id,
+            dict(room.presence) if room else {},
+        )
+        await conn.ws.send_text(json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False))
+        conn.last_seq = workshop.seq
+        return
+    for event in missed:
+        await conn.ws.send_text(rooms.render_for(conn, event))
+        conn.last_seq = event["seq"]
+    if since > conn.last_seq:
+        conn.last_seq = since
+
+
+async def _writer(conn: Connection, rooms: Rooms, live: LiveService, last_seq: int) -> None:
+    ws = conn.ws
+    hello = {
+        "type": "hello",
+        "workshop_id": conn.actor.workshop_id,
+        "role": conn.actor.role,
+        "audience": conn.audience,
+        "participant_id": conn.actor.participant_id,
+        "limits": {
+            "max_message_bytes": MAX_MESSAGE_BYTES,
+            "rate_per_second": RATE_PER_SECOND,
+            "burst": RATE_BURST,
+        },
+    }
+    try:
+        await ws.send_text(json.dumps(hello))
+        async with live.sessionmaker() as session:
+            await _send_missed(conn, rooms, session, live, last_seq)
+        while True:
+            kind, item = await conn.queue.get()
+            if kind == "text":
+                await ws.send_text(item)
+            elif kind == "close":
+                await close_quietly(ws, *item)
+                return
+            elif kind == "resync":
+                since = conn.last_seq if item is None else int(item)
+                async with live.sessionmaker() as session:
+                    await _send_missed(conn, rooms, session, live, since)
+            else:
+                seq, ephemeral, text, message = item
+                if ephemeral:
+                    await ws.send_text(text)
+                    continue
+                if seq <= conn.last_seq:
+                    continue  # already delivered (by a catch-up)
+                if seq > conn.last_seq + 1:
+                    async with live.sessionmaker() as session:
+                        await _send_missed(conn, rooms, session, live, conn.last_seq)
+                    if seq <= conn.last_seq:
+                        continue
+                await ws.send_text(text)
+                conn.last_seq = seq
+                if (
+                    message["type"] == "participant.removed"
+                    and message["participant_id"] == conn.actor.participant_id
+                ):
+                    conn.closed = True
+                    await close_quietly(ws, CLOSE_REMOVED, "removed from the workshop")
+                    return
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        conn.closed = True

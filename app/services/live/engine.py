@@ -1,0 +1,197 @@
+"""Run one live command: check, write with its event, commit, then publish.
+
+This is the only code that both writes and publishes. Events reach every client
+(the sender too) through the hub; the sender's `ack` is sent only after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.db.models import Participant, Workshop
+from app.domain.definitions import Definition, Phase, definition_from_snapshot, expand_phases
+from app.realtime import messages as m
+from app.realtime.hub import Hub
+from app.services.live import facilitation as fac
+from app.services.live import participation as part
+from app.services.live.context import Actor, Ctx, Rejected, utcnow
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Ctx, Any], Awaitable[None]]
+
+HANDLERS: dict[str, Handler] = {
+    "workshop.start": fac.start,
+    "phase.next": fac.next_phase,
+    "phase.previous": fac.previous_phase,
+    "phase.goto": fac.goto_phase,
+    "timer.start": fac.start_timer,
+    "timer.pause": fac.pause_timer,
+    "timer.extend": fac.extend_timer,
+    "input.lock": fac.lock_input,
+    "input.unlock": fac.unlock_input,
+    "votes.reveal": fac.reveal_votes,
+    "votes.hide": fac.hide_votes,
+    "level_round.open": fac.open_level_round,
+    "card.settle": fac.settle_card,
+    "level.record": fac.record_level,
+    "anonymity.set": fac.set_anonymity,
+    "spotlight.set": fac.set_spotlight,
+    "dots.set_budget": fac.set_dot_budget,
+    "participant.remove": fac.remove_participant,
+    "workshop.end": fac.end_workshop,
+    "card.vote": part.vote_card,
+    "level.vote": part.vote_level,
+    "note.create": part.create_note,
+    "note.edit": part.edit_note,
+    "note.move": part.move_note,
+    "note.drag": part.drag_check,
+    "note.recolour": part.recolour_note,
+    "note.delete": part.delete_note,
+    "group.create": part.create_group,
+    "group.rename": part.rename_group,
+    "group.delete": part.delete_group,
+    "note.group": part.group_note,
+    "dot.add": part.add_dot,
+    "dot.remove": part.remove_dot,
+}
+
+
+@dataclass
+class Outcome:
+    events: list[dict[str, Any]]
+    result: dict[str, Any]
+    seq: int | None
+
+
+class DefinitionCache:
+    """Workshop definitions are snapshots that never change: parse each once."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._items: dict[str, tuple[Definition, tuple[Phase, ...]]] = {}
+
+    def get(self, workshop: Workshop) -> tuple[Definition, tuple[Phase, ...]]:
+        found = self._items.get(workshop.id)
+        if found is None:
+            definition = definition_from_snapshot(workshop.definition)
+            found = (definition, expand_phases(definition))
+            if len(self._items) >= self._size:
+                self._items.pop(next(iter(self._items)))
+            self._items[workshop.id] = found
+        return found
+
+
+class LiveService:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], hub: Hub, cache: DefinitionCache
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.hub = hub
+        self.cache = cache
+
+    async def handle(self, actor: Actor, command: Any) -> Outcome:
+        """Execute a command; raises Rejected with a message for the sender."""
+        type_ = command.type
+        handler = HANDLERS.get(type_)
+        if handler is None:
+            raise Rejected("unknown_type", f"'{type_}' is not a command")
+        if type_ in m.FACILITATOR_ONLY and not actor.is_facilitator:
+            raise Rejected("forbidden", "only the facilitator can do that")
+        try:
+            async with self.sessionmaker() as session:
+                ctx = await self._context(session, actor, command)
+                await handler(ctx, command)
+                if type_ == "note.drag":
+                    await session.rollback()
+                    await self._publish_drag(ctx, command)
+                    return Outcome(events=[], result={}, seq=None)
+                session.add(ctx.workshop)
+                await session.commit()
+        except IntegrityError as exc:
+            # Two people acted on the same row at once (a deleted note, a double vote):
+            # nothing was written; the sender can simply retry.
+            log.info("integrity conflict on %s: %s", type_, exc.orig)
+            raise Rejected("conflict", "that changed while you acted; try again") from exc
+        except (OperationalError, DBAPIError, OSError) as exc:
+            log.warning("database unavailable for %s: %s", type_, exc)
+            raise Rejected(
+                "try_again", "the server could not save that just now; try again"
+            ) from exc
+        for event in ctx.events:
+            await self.publish(actor.workshop_id, event)
+        last = ctx.events[-1]["seq"] if ctx.events else None
+        return Outcome(events=ctx.events, result=ctx.result, seq=last)
+
+    async def publish(self, workshop_id: str, message: dict[str, Any]) -> None:
+        try:
+            await self.hub.publish(workshop_id, message)
+        except Exception:
+            # Committed already: clients will see a gap in seq and catch up from the log.
+            log.exception("publish failed for workshop %s", workshop_id)
+
+    async def _context(self, session: AsyncSession, actor: Actor, command: Any) -> Ctx:
+        workshop = await session.get(Workshop, actor.workshop_id)
+        if workshop is None:
+            raise Rejected("not_found", "this workshop no longer exists")
+        if not actor.is_facilitator:
+            participant = await session.get(Participant, actor.participant_id)
+            if participant is None or participant.removed_at is not None:
+                raise Rejected("removed", "you have been removed from this workshop")
+            if workshop.state == "lobby":
+                raise Rejected("not_started", "the workshop has not started yet")
+            if workshop.input_locked:
+                raise Rejected("locked", "the facilitator has paused input for a moment")
+        if workshop.state == "ended":
+            raise Rejected("ended", "this workshop has ended")
+        definition, phases = self.cache.get(workshop)
+        return Ctx(
+            session=session,
+            workshop=workshop,
+            definition=definition,
+            phases=phases,
+            actor=actor,
+            now=utcnow(),
+            cid=command.cid,
+            ts=command.ts,
+        )
+
+    async def _publish_drag(self, ctx: Ctx, cmd: m.DragNote) -> None:
+        await self.publish(
+            ctx.workshop.id,
+            {
+                "type": "note.dragging",
+                "seq": ctx.workshop.seq,
+                "actor": ctx.actor.wire,
+                "at": ctx.now.isoformat(),
+                "cid": cmd.cid,
+                "ts": cmd.ts,
+                "note_id": cmd.note_id,
+                "x": cmd.x,
+                "y": cmd.y,
+            },
+        )
+
+    async def publish_presence(self, actor: Actor, status: str, seq: int) -> None:
+        if actor.participant_id is None:
+            return
+        await self.publish(
+            actor.workshop_id,
+            {
+                "type": "participant.presence",
+                "seq": seq,
+                "actor": actor.wire,
+                "at": utcnow().isoformat(),
+                "cid": None,
+                "ts": None,
+                "participant_id": actor.participant_id,
+                "status": status,
+            },
+        )

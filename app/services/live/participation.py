@@ -1,0 +1,371 @@
+"""Participant commands: card and level votes, sticky notes, groups, dot votes."""
+
+from __future__ import annotations
+
+from sqlmodel import col, delete, func, select, update
+
+from app.db.models import CardVote, DotVote, LevelVote, Note, NoteGroup
+from app.domain.definitions import PhaseKind, UnknownIdError
+from app.realtime import messages as m
+from app.services.live.context import Ctx, Rejected
+from app.services.live.results import current_round, voters_in_round, voters_on_card
+from app.services.workshops import clean_text
+
+BOARD_PHASES = (PhaseKind.REFLECT,)
+FACILITATOR_BOARD_PHASES = (PhaseKind.REFLECT, PhaseKind.PRIORITISE)
+
+
+def note_out(note: Note, dots: int = 0) -> dict[str, object]:
+    return m.NoteOut(
+        id=note.id,
+        function_id=note.function_id,
+        area=note.area,
+        text=note.text,
+        colour=note.colour,
+        x=note.x,
+        y=note.y,
+        group_id=note.group_id,
+        author_id=note.author_id or ("facilitator" if note.facilitator_id else None),
+        dots=dots,
+    ).model_dump()
+
+
+# --- votes ------------------------------------------------------------------------------
+
+
+async def vote_card(ctx: Ctx, cmd: m.VoteCard) -> None:
+    pid = ctx.require_participant("sort cards")
+    phase = ctx.require_phase(PhaseKind.SORT, what="sorting cards")
+    try:
+        function = ctx.definition.function_of_card(cmd.card_id)
+    except UnknownIdError as exc:
+        raise Rejected("unknown_card", f"there is no card '{cmd.card_id}'") from exc
+    if function.id != phase.function_id:
+        raise Rejected("wrong_phase", f"that card belongs to {function.name}, not this phase")
+    if f"cards:{function.id}" in ctx.workshop.revealed:
+        raise Rejected("revealed", "the votes are revealed; ask the facilitator to hide them")
+    vote = (
+        await ctx.session.exec(
+            select(CardVote).where(
+                CardVote.workshop_id == ctx.workshop.id,
+                CardVote.participant_id == pid,
+                CardVote.card_id == cmd.card_id,
+            )
+        )
+    ).first() or CardVote(
+        workshop_id=ctx.workshop.id,
+        participant_id=pid,
+        function_id=function.id,
+        card_id=cmd.card_id,
+        choice=cmd.choice,
+    )
+    vote.choice = cmd.choice
+    vote.updated_at = ctx.now
+    ctx.session.add(vote)
+    await ctx.session.flush()
+    voters = await voters_on_card(ctx.session, ctx.workshop.id, cmd.card_id)
+    ctx.result = {"card_id": cmd.card_id, "choice": cmd.choice}
+    await ctx.emit(
+        "card.voted",
+        {
+            "function_id": function.id,
+            "card_id": cmd.card_id,
+            "participant_id": pid,
+            "voters": voters,
+            "choice": cmd.choice,
+        },
+    )
+
+
+async def vote_level(ctx: Ctx, cmd: m.VoteLevel) -> None:
+    pid = ctx.require_participant("vote on the level")
+    phase = ctx.require_phase(PhaseKind.LEVEL_VOTE, what="voting on the level")
+    assert phase.function_id is not None
+    if cmd.level >= len(ctx.definition.scale):
+        names = ", ".join(f"{i} = {n}" for i, n in enumerate(ctx.definition.level_names))
+        raise Rejected("unknown_level", f"level must be one of {names}")
+    rnd = await current_round(ctx.session, ctx.workshop.id, phase.function_id)
+    if rnd.revealed_at is not None:
+        raise Rejected("revealed", "this round is revealed; wait for the next round")
+    vote = (
+        await ctx.session.exec(
+            select(LevelVote).where(
+                LevelVote.workshop_id == ctx.workshop.id,
+                LevelVote.participant_id == pid,
+                LevelVote.function_id == phase.function_id,
+                LevelVote.round == rnd.number,
+            )
+        )
+    ).first() or LevelVote(
+        workshop_id=ctx.workshop.id,
+        participant_id=pid,
+        function_id=phase.function_id,
+        round=rnd.number,
+        level=cmd.level,
+    )
+    vote.level = cmd.level
+    vote.updated_at = ctx.now
+    ctx.session.add(vote)
+    await ctx.session.flush()
+    voters = await voters_in_round(ctx.session, ctx.workshop.id, phase.function_id, rnd.number)
+    ctx.result = {"function_id": phase.function_id, "round": rnd.number, "level": cmd.level}
+    await ctx.emit(
+        "level.voted",
+        {
+            "function_id": phase.function_id,
+            "round": rnd.number,
+            "participant_id": pid,
+            "voters": voters,
+            "level": cmd.level,
+        },
+    )
+
+
+# --- notes ------------------------------------------------------------------------------
+
+
+def _board_phase(ctx: Ctx, what: str) -> str:
+    kinds = FACILITATOR_BOARD_PHASES if ctx.actor.is_facilitator else BOARD_PHASES
+    phase = ctx.require_phase(*kinds, what=what)
+    assert phase.function_id is not None
+    return phase.function_id
+
+
+def _check_area(ctx: Ctx, area: str) -> None:
+    areas = [a.id for a in ctx.definition.board.areas]
+    if area not in areas:
+        raise Rejected(
+            "unknown_area", f"'{area}' is not an area of this board ({', '.join(areas)})"
+        )
+
+
+def _check_colour(ctx: Ctx, colour: str) -> None:
+    colours = ctx.definition.board.colours
+    if colour not in colours:
+        raise Rejected("unknown_colour", f"'{colour}' is not a colour here ({', '.join(colours)})")
+
+
+def _text(value: str, field: str, limit: int) -> str:
+    from app.services.errors import Invalid
+
+    try:
+        return clean_text(value, field=field, max_length=limit)
+    except Invalid as exc:
+        raise Rejected("invalid", exc.message) from exc
+
+
+async def _note(ctx: Ctx, note_id: str, *, own: bool, what: str) -> Note:
+    note = await ctx.session.get(Note, note_id)
+    if note is None or note.workshop_id != ctx.workshop.id:
+        raise Rejected("unknown_note", "there is no such note (it may have been deleted)")
+    if own and not ctx.actor.is_facilitator and note.author_id != ctx.actor.participant_id:
+        raise Rejected("not_yours", f"only its author or the facilitator can {what} a note")
+    return note
+
+
+async def _dots(ctx: Ctx, note_id: str) -> int:
+    n = (
+        await ctx.session.exec(
+            select(func.count()).select_from(DotVote).where(DotVote.note_id == note_id)
+        )
+    ).one()
+    return int(n)
+
+
+async def create_note(ctx: Ctx, cmd: m.CreateNote) -> None:
+    function_id = _board_phase(ctx, "writing notes")
+    _check_area(ctx, cmd.area)
+    colour = cmd.colour or ctx.definition.board.colours[0]
+    _check_colour(ctx, colour)
+    note = Note(
+        workshop_id=ctx.workshop.id,
+        function_id=function_id,
+        area=cmd.area,
+        text=_text(cmd.text, "note text", 500),
+        colour=colour,
+        x=cmd.x,
+        y=cmd.y,
+        author_id=ctx.actor.participant_id,
+        facilitator_id=ctx.actor.facilitator_id,
+    )
+    ctx.session.add(note)
+    await ctx.session.flush()
+    ctx.result = {"note_id": note.id}
+    await ctx.emit("note.created", {"note": note_out(note)})
+
+
+async def edit_note(ctx: Ctx, cmd: m.EditNote) -> None:
+    _board_phase(ctx, "editing notes")
+    note = await _note(ctx, cmd.note_id, own=True, what="edit")
+    note.text = _text(cmd.text, "note text", 500)
+    note.updated_at = ctx.now
+    ctx.session.add(note)
+    await ctx.emit("note.edited", {"note_id": note.id, "text": note.text})
+
+
+async def move_note(ctx: Ctx, cmd: m.MoveNote) -> None:
+    _board_phase(ctx, "moving notes")
+    note = await _note(ctx, cmd.note_id, own=False, what="move")
+    if cmd.area is not None and cmd.area != note.area:
+        _check_area(ctx, cmd.area)
+        note.area = cmd.area
+        note.group_id = None  # a group lives in one area
+    note.x, note.y = cmd.x, cmd.y
+    note.updated_at = ctx.now
+    ctx.session.add(note)
+    payload = {"note_id": note.id, "x": note.x, "y": note.y, "area": note.area}
+    await ctx.emit("note.moved", payload)
+
+
+async def drag_check(ctx: Ctx, cmd: m.DragNote) -> None:
+    """Checks for a drag preview; nothing is written and no event is stored."""
+    _board_phase(ctx, "moving notes")
+    await _note(ctx, cmd.note_id, own=False, what="move")
+
+
+async def recolour_note(ctx: Ctx, cmd: m.RecolourNote) -> None:
+    _board_phase(ctx, "colouring notes")
+    note = await _note(ctx, cmd.note_id, own=True, what="recolour")
+    _check_colour(ctx, cmd.colour)
+    note.colour = cmd.colour
+    ctx.session.add(note)
+    await ctx.emit("note.recoloured", {"note_id": note.id, "colour": cmd.colour})
+
+
+async def delete_note(ctx: Ctx, cmd: m.DeleteNote) -> None:
+    _board_phase(ctx, "deleting notes")
+    note = await _note(ctx, cmd.note_id, own=True, what="delete")
+    await ctx.session.exec(delete(DotVote).where(col(DotVote.note_id) == note.id))
+    await ctx.session.delete(note)
+    await ctx.emit("note.deleted", {"note_id": cmd.note_id})
+
+
+# --- groups -----------------------------------------------------------------------------
+
+
+async def _group(ctx: Ctx, group_id: str) -> NoteGroup:
+    group = await ctx.session.get(NoteGroup, group_id)
+    if group is None or group.workshop_id != ctx.workshop.id:
+        raise Rejected("unknown_group", "there is no such group (it may have been deleted)")
+    return group
+
+
+async def create_group(ctx: Ctx, cmd: m.CreateGroup) -> None:
+    function_id = _board_phase(ctx, "grouping notes")
+    _check_area(ctx, cmd.area)
+    group = NoteGroup(
+        workshop_id=ctx.workshop.id,
+        function_id=function_id,
+        area=cmd.area,
+        label=_text(cmd.label, "group label", 120),
+    )
+    ctx.session.add(group)
+    await ctx.session.flush()
+    note_ids = list(dict.fromkeys(cmd.note_ids))
+    for note_id in note_ids:
+        note = await _note(ctx, note_id, own=False, what="group")
+        if note.area != cmd.area or note.function_id != function_id:
+            raise Rejected("wrong_area", "a group can only hold notes of its own area")
+        note.group_id = group.id
+        ctx.session.add(note)
+    ctx.result = {"group_id": group.id}
+    group_out = m.GroupOut(
+        id=group.id, function_id=function_id, area=group.area, label=group.label
+    ).model_dump()
+    await ctx.emit("group.created", {"group": group_out, "note_ids": note_ids})
+
+
+async def rename_group(ctx: Ctx, cmd: m.RenameGroup) -> None:
+    _board_phase(ctx, "renaming groups")
+    group = await _group(ctx, cmd.group_id)
+    group.label = _text(cmd.label, "group label", 120)
+    ctx.session.add(group)
+    await ctx.emit("group.renamed", {"group_id": group.id, "label": group.label})
+
+
+async def delete_group(ctx: Ctx, cmd: m.DeleteGroup) -> None:
+    _board_phase(ctx, "deleting groups")
+    group = await _group(ctx, cmd.group_id)
+    await ctx.session.exec(update(Note).where(col(Note.group_id) == group.id).values(group_id=None))
+    await ctx.session.delete(group)
+    await ctx.emit("group.deleted", {"group_id": cmd.group_id})
+
+
+async def group_note(ctx: Ctx, cmd: m.GroupNote) -> None:
+    _board_phase(ctx, "grouping notes")
+    note = await _note(ctx, cmd.note_id, own=False, what="group")
+    if cmd.group_id is not None:
+        group = await _group(ctx, cmd.group_id)
+        if group.area != note.area or group.function_id != note.function_id:
+            raise Rejected("wrong_area", "a group can only hold notes of its own area")
+    note.group_id = cmd.group_id
+    ctx.session.add(note)
+    await ctx.emit("note.grouped", {"note_id": note.id, "group_id": cmd.group_id})
+
+
+# --- dot votes --------------------------------------------------------------------------
+
+
+def dot_budget(ctx: Ctx) -> int:
+    phase = ctx.phase
+    if phase.key in ctx.workshop.phase_budgets:
+        return int(ctx.workshop.phase_budgets[phase.key])
+    return phase.dot_budget if phase.dot_budget is not None else ctx.workshop.dot_budget
+
+
+async def _dots_used(ctx: Ctx, pid: str, phase_key: str) -> int:
+    n = (
+        await ctx.session.exec(
+            select(func.count())
+            .select_from(DotVote)
+            .where(
+                DotVote.workshop_id == ctx.workshop.id,
+                DotVote.participant_id == pid,
+                DotVote.phase_key == phase_key,
+            )
+        )
+    ).one()
+    return int(n)
+
+
+async def add_dot(ctx: Ctx, cmd: m.AddDot) -> None:
+    pid = ctx.require_participant("dot-vote")
+    phase = ctx.require_phase(PhaseKind.PRIORITISE, what="dot voting")
+    note = await _note(ctx, cmd.note_id, own=False, what="vote on")
+    if note.function_id != phase.function_id or (phase.area and note.area != phase.area):
+        raise Rejected("wrong_area", "dots go on the notes of the area being prioritised")
+    budget = dot_budget(ctx)
+    used = await _dots_used(ctx, pid, phase.key)
+    if used >= budget:
+        raise Rejected("no_dots_left", f"you have used all {budget} of your dots")
+    ctx.session.add(
+        DotVote(
+            workshop_id=ctx.workshop.id, note_id=note.id, participant_id=pid, phase_key=phase.key
+        )
+    )
+    await ctx.session.flush()
+    ctx.result = {"dots_left": budget - used - 1}
+    dots = await _dots(ctx, note.id)
+    await ctx.emit("dot.added", {"note_id": note.id, "participant_id": pid, "dots": dots})
+
+
+async def remove_dot(ctx: Ctx, cmd: m.RemoveDot) -> None:
+    pid = ctx.require_participant("dot-vote")
+    phase = ctx.require_phase(PhaseKind.PRIORITISE, what="dot voting")
+    dot = (
+        await ctx.session.exec(
+            select(DotVote).where(
+                DotVote.note_id == cmd.note_id,
+                DotVote.participant_id == pid,
+                DotVote.phase_key == phase.key,
+            )
+        )
+    ).first()
+    if dot is None:
+        raise Rejected("no_dot", "you have no dot on that note")
+    await ctx.session.delete(dot)
+    await ctx.session.flush()
+    used = await _dots_used(ctx, pid, phase.key)
+    ctx.result = {"dots_left": dot_budget(ctx) - used}
+    dots = await _dots(ctx, cmd.note_id)
+    await ctx.emit("dot.removed", {"note_id": cmd.note_id, "participant_id": pid, "dots": dots})

@@ -1,0 +1,140 @@
+"""Revealed results: card distributions (contested first) and the level-vote spread."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.db.models import CardVote, LevelRound, LevelVote, Participant
+from app.domain.definitions import Definition
+from app.domain.scoring import CardTally, is_practised, voted_level
+
+
+async def _active_ids(session: AsyncSession, workshop_id: str) -> set[str]:
+    rows = await session.exec(
+        select(Participant.id).where(
+            Participant.workshop_id == workshop_id,
+            col(Participant.removed_at).is_(None),
+        )
+    )
+    return set(rows.all())
+
+
+async def card_results(
+    session: AsyncSession, workshop_id: str, definition: Definition, function_id: str
+) -> dict[str, Any]:
+    """Per card: counts, share, practised, and how contested (1 = evenly split)."""
+    active = await _active_ids(session, workshop_id)
+    votes = (
+        await session.exec(
+            select(CardVote).where(
+                CardVote.workshop_id == workshop_id, CardVote.function_id == function_id
+            )
+        )
+    ).all()
+    counts: dict[str, Counter[str]] = {}
+    for vote in votes:
+        if vote.participant_id in active:
+            counts.setdefault(vote.card_id, Counter())[vote.choice] += 1
+    threshold = definition.scoring.practised_threshold
+    cards: list[dict[str, Any]] = []
+    for card in definition.function(function_id).cards:
+        c = counts.get(card.id, Counter())
+        tally = CardTally(
+            card_id=card.id,
+            level=definition.level_index(card.level),
+            do=c["do"],
+            dont=c["dont"],
+            unsure=c["unsure"],
+        )
+        n = tally.n
+        # Contested: how far the room is from one clear answer (0 = unanimous).
+        top = max(c.values(), default=0)
+        contested = 0.0 if n == 0 else round(1 - top / n, 4)
+        cards.append(
+            {
+                "card_id": card.id,
+                "do": tally.do,
+                "dont": tally.dont,
+                "unsure": tally.unsure,
+                "voters": n,
+                "practised": is_practised(tally, threshold),
+                "contested": contested,
+            }
+        )
+    cards.sort(key=lambda r: (-r["contested"], r["card_id"]))
+    return {"cards": cards}
+
+
+async def current_round(session: AsyncSession, workshop_id: str, function_id: str) -> LevelRound:
+    found = (
+        await session.exec(
+            select(LevelRound)
+            .where(LevelRound.workshop_id == workshop_id, LevelRound.function_id == function_id)
+            .order_by(col(LevelRound.number).desc())
+        )
+    ).first()
+    if found is None:
+        found = LevelRound(workshop_id=workshop_id, function_id=function_id, number=1)
+        session.add(found)
+        await session.flush()
+    return found
+
+
+async def level_results(
+    session: AsyncSession,
+    workshop_id: str,
+    definition: Definition,
+    function_id: str,
+    round_number: int,
+) -> dict[str, Any]:
+    active = await _active_ids(session, workshop_id)
+    levels = (
+        await session.exec(
+            select(LevelVote.level, LevelVote.participant_id).where(
+                LevelVote.workshop_id == workshop_id,
+                LevelVote.function_id == function_id,
+                LevelVote.round == round_number,
+            )
+        )
+    ).all()
+    votes = [level for level, pid in levels if pid in active]
+    rules = definition.scoring
+    summary = voted_level(
+        votes,
+        len(definition.scale),
+        min_agreement=rules.low_agreement,
+        min_modal_share=rules.low_modal_share,
+    )
+    return summary.to_dict(definition.level_names)
+
+
+async def voters_on_card(session: AsyncSession, workshop_id: str, card_id: str) -> int:
+    n = (
+        await session.exec(
+            select(func.count())
+            .select_from(CardVote)
+            .where(CardVote.workshop_id == workshop_id, CardVote.card_id == card_id)
+        )
+    ).one()
+    return int(n)
+
+
+async def voters_in_round(
+    session: AsyncSession, workshop_id: str, function_id: str, round_number: int
+) -> int:
+    n = (
+        await session.exec(
+            select(func.count())
+            .select_from(LevelVote)
+            .where(
+                LevelVote.workshop_id == workshop_id,
+                LevelVote.function_id == function_id,
+                LevelVote.round == round_number,
+            )
+        )
+    ).one()
+    return int(n)

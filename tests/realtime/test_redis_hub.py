@@ -1,0 +1,225 @@
+"""RedisHub against a real Redis (TEST_REDIS_URL, default redis://127.0.0.1:6379/0).
+
+Without Redis these tests skip, or fail when CI=true. Each test uses its own random
+channel prefix and client names, so parallel runs on one server never interfere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlsplit
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.realtime.hub import RESYNC, Message, make_hub
+from app.realtime.redis_hub import HubUnavailable, RedisHub
+from tests.pg import require_service
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+DEAD_URL = "redis://:s3cret-password@127.0.0.1:1/0"
+
+MakeHub = Callable[..., Awaitable[RedisHub]]
+
+
+async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        require_service("Redis", exc)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def hubs(admin: Redis) -> AsyncIterator[MakeHub]:
+    """Start RedisHubs ("workers") sharing one random channel prefix."""
+    prefix = f"cxw-test:{uuid.uuid4().hex}:"
+    started: list[RedisHub] = []
+
+    async def make(url: str = REDIS_URL, **kwargs: object) -> RedisHub:
+        name = f"cxw-test-{uuid.uuid4().hex}"
+        hub = RedisHub(url, channel_prefix=prefix, client_name=name, **kwargs)  # type: ignore[arg-type]
+        started.append(hub)
+        await hub.start()
+        return hub
+
+    yield make
+    for hub in started:
+        await hub.stop()
+
+
+async def kill_subscriber(admin: Redis, hub: RedisHub) -> None:
+    """Kill only this hub's subscriber connection, found by its CLIENT SETNAME."""
+    name = f"{hub._name}-sub"
+    ids = [c["id"] for c in await admin.client_list() if c.get("name") == name]
+    assert len(ids) == 1, f"expected one connection named {name}, found {ids}"
+    await admin.client_kill_filter(_id=ids[0])
+
+
+async def test_make_hub_with_url_is_redis() -> None:
+    assert isinstance(make_hub(REDIS_URL), RedisHub)
+
+
+async def test_message_from_one_worker_reaches_the_other_in_order(hubs: MakeHub) -> None:
+    one, two = await hubs(), await hubs()
+    assert one.subscribed and two.subscribed
+    got: list[Message] = []
+    mine: list[Message] = []
+    two.subscribe("w1", got.append)
+    one.subscribe("w1", mine.append)
+
+    sent = [{"type": "event", "seq": i, "text": f"é {i}"} for i in range(200)]
+    for message in sent:
+        await one.publish("w1", message)
+
+    await eventually(lambda: len(got) == 200 and len(mine) == 200, "200 messages on both")
+    assert got == sent
+    assert mine == sent
+
+
+async def test_unsubscribed_and_other_workshops_get_nothing(hubs: MakeHub) -> None:
+    one, two = await hubs(), await hubs()
+    gone: list[Message] = []
+    other: list[Message] = []
+    marker: list[Message] = []
+    two.subscribe("w2", gone.append)
+    two.unsubscribe("w2", gone.append)
+    two.subscribe("w3", other.append)
+    two.subscribe("w1", marker.append)
+
+    await one.publish("w2", {"type": "lost"})
+    await one.publish("w1", {"type": "marker"})
+
+    # One publisher connection and one subscriber connection keep order, so once
+    # the marker has arrived the earlier message would have been delivered too.
+    await eventually(lambda: marker == [{"type": "marker"}], "the marker")
+    assert gone == []
+    assert other == []
+
+
+async def test_malformed_messages_are_ignored(hubs: MakeHub, admin: Redis) -> None:
+    hub = await hubs()
+    got: list[Message] = []
+    hub.subscribe("w1", got.append)
+
+    await admin.publish(hub._prefix + "w1", "not json")
+    await admin.publish(hub._prefix + "w1", "[1, 2]")
+    await hub.publish("w1", {"type": "ok"})
+
+    await eventually(lambda: got == [{"type": "ok"}], "the valid message")
+
+
+async def test_resync_after_subscriber_connection_is_killed(hubs: MakeHub, admin: Redis) -> None:
+    one, two = await hubs(), await hubs()
+    a: list[Message] = []
+    b: list[Message] = []
+    untouched: list[Message] = []
+    one.subscribe("w1", a.append)
+    one.subscribe("w2", b.append)
+    two.subscribe("w1", untouched.append)
+
+    await kill_subscriber(admin, one)
+    await eventually(lambda: a == [RESYNC] and b == [RESYNC], "RESYNC on every workshop")
+    assert one.subscribed
+
+    await two.publish("w1", {"type": "after"})
+    await one.publish("w2", {"type": "after"})
+    await eventually(lambda: a[-1:] == [{"type": "after"}], "delivery after reconnect")
+    await eventually(lambda: b[-1:] == [{"type": "after"}], "delivery after reconnect")
+    assert RESYNC not in untouched  # the other worker's connection was not affected
+    await eventually(lambda: untouched == [{"type": "after"}], "the other worker")
+
+
+class BlackholeProxy:
+    """TCP proxy to Redis that can silently stop forwarding (a network partition)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.frozen = False
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        frozen_at_start = self.frozen
+        while data := await reader.read(65536):
+            if self.frozen == frozen_at_start:
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers += [writer, up_writer]
+        for task in (self._pipe(reader, up_writer), self._pipe(up_reader, writer)):
+            self.tasks.add(asyncio.create_task(task))
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for writer in self.writers:
+            writer.close()
+            await asyncio.gather(writer.wait_closed(), return_exceptions=True)
+        await self.server.wait_closed()
+
+
+async def test_silently_dead_connection_is_detected_by_ping(hubs: MakeHub) -> None:
+    target = urlsplit(REDIS_URL)
+    proxy = BlackholeProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    async with proxy as port:
+        userinfo = target.netloc.rpartition("@")[0]
+        netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
+        hub = await hubs(target._replace(netloc=netloc).geturl(), ping_interval=0.2)
+        got: list[Message] = []
+        hub.subscribe("w1", got.append)
+        assert hub.subscribed
+
+        proxy.frozen = True  # existing connections now drop everything; new ones work
+        await eventually(lambda: got == [RESYNC], "RESYNC after a silent partition")
+        await hub.publish("w1", {"type": "after"})
+        await eventually(lambda: got == [RESYNC, {"type": "after"}], "delivery after reconnect")
+        await hub.stop()
+
+
+async def test_dead_redis_fails_fast_without_leaking_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = RedisHub(DEAD_URL, channel_prefix=f"cxw-test:{uuid.uuid4().hex}:")
+    with caplog.at_level(logging.INFO, logger="app.realtime.redis_hub"):
+        started = time.monotonic()
+        await hub.start()  # logs and keeps retrying in the background
+        assert not hub.subscribed
+        with pytest.raises(HubUnavailable, match="127.0.0.1:1"):
+            await hub.publish("w1", {"type": "x"})
+        assert time.monotonic() - started < 2
+        await hub.stop()
+    assert "Redis hub at 127.0.0.1:1" in caplog.text
+    assert "s3cret" not in caplog.text
+
+
+async def test_publish_before_start_is_unavailable() -> None:
+    with pytest.raises(HubUnavailable, match="before start"):
+        await RedisHub(DEAD_URL).publish("w1", {})
