@@ -80,8 +80,8 @@ class RedisHub(Hub):
             self._url,
             client_name=f"{self._name}-{role}",
             retry=Retry(NoBackoff(), 0),  # errors reach us; we reconnect ourselves
-            socket_connect_timeout=5,
-            socket_timeout=5,
+            socket_connect_timeout=2,
+            socket_timeout=2,
             **kwargs,
         )
 
@@ -134,7 +134,7 @@ class RedisHub(Hub):
                 delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** (self._failures - 1))
                 delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
                 log.warning(
-                    "Redis hub at %s lost (%s: %s); reconnecting in %.1f s",
+                    "Redis hub at %s unavailable (%s: %s); reconnecting in %.1f s",
                     self._where,
                     type(exc).__name__,
                     exc,

@@ -132,7 +132,8 @@ class Client:
             m
             for m in self.received
             if "seq" in m
-            and m["type"] not in ("snapshot", "pong", "note.dragging", "participant.presence")
+            and m["type"]
+            not in ("ack", "error", "snapshot", "pong", "note.dragging", "participant.presence")
         ]
 
     async def close(self) -> None:
@@ -168,8 +169,10 @@ class Workshop:
         assert hello["type"] == "hello", hello
         return client
 
-    async def facilitator(self, **query: str) -> Client:
-        return await self.connect(self.facilitator_token, "fac", **query)
+    async def facilitator(self, view: str | None = None) -> Client:
+        if view:
+            return await self.connect(self.facilitator_token, "fac", view=view)
+        return await self.connect(self.facilitator_token, "fac")
 
     async def participant(self, name: str) -> tuple[str, Client]:
         pid, token = await self.join(name)
