@@ -113,6 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     # serve
     import uvicorn
 
+    if args.workers > 1 and not settings.redis_url:
+        print(
+            "error: several workers need REDIS_URL: without it each worker only "
+            "sees its own connections",
+            file=sys.stderr,
+        )
+        return 2
+
     asyncio.run(_migrate(settings))
     print(asyncio.run(_demo_banner(settings)), flush=True)
     uvicorn.run(

@@ -24,14 +24,7 @@ TEST_SECRET = "test-secret-key-" + "x" * 40
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """One migrated scratch PostgreSQL database for the session."""
-    url = pg.create_database()
-
-    async def _migrate() -> None:
-        engine = make_engine(url)
-        await upgrade(engine)
-        await engine.dispose()
-
-    pg.run_sync(_migrate)
+    url = pg.create_migrated_database()
     yield url
     pg.drop_database(url)
 

@@ -63,3 +63,19 @@ def create_database() -> str:
 def drop_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
     run_sync(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def create_migrated_database() -> str:
+    """A scratch database with every migration applied."""
+    from app.db.engine import make_engine
+    from app.db.migrate import upgrade
+
+    url = create_database()
+
+    async def _migrate() -> None:
+        engine = make_engine(url)
+        await upgrade(engine)
+        await engine.dispose()
+
+    run_sync(_migrate)
+    return url

@@ -21,7 +21,6 @@ import redis.asyncio as aioredis
 from sqlmodel import func, select
 
 from app.db.engine import make_engine, make_sessionmaker
-from app.db.migrate import upgrade
 from app.db.models import CardVote, DotVote, Event, LevelDecision, LevelVote, Note, Workshop
 from tests import pg
 from tests.conftest import TEST_SECRET, make_settings
@@ -41,14 +40,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    url = pg.create_database()
-
-    async def _migrate() -> None:
-        engine = make_engine(url)
-        await upgrade(engine)
-        await engine.dispose()
-
-    pg.run_sync(_migrate)
+    url = pg.create_migrated_database()
     yield url
     pg.drop_database(url)
 
