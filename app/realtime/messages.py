@@ -13,11 +13,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-Id = Annotated[str, Field(min_length=1, max_length=64)]
+# No NUL in strings that reach the database: PostgreSQL text cannot hold it.
+NO_NUL = r"^[^\x00]*$"
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]
 Coord = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 NoteText = Annotated[str, Field(min_length=1, max_length=500)]
 Label = Annotated[str, Field(min_length=1, max_length=120)]
-Decision = Annotated[str, Field(max_length=2000)]
+Decision = Annotated[str, Field(max_length=2000, pattern=NO_NUL)]
+CardNote = Annotated[str, Field(max_length=1000, pattern=NO_NUL)]  # its column is shorter
 Choice = Literal["do", "dont", "unsure"]
 Audience = Literal["facilitator", "participant", "projector"]
 
@@ -89,7 +92,7 @@ class SettleCard(Command):
     type: Literal["card.settle"]
     card_id: Id
     practised: bool
-    note: Decision | None = None
+    note: CardNote | None = None
 
 
 class RecordLevel(Command):
@@ -358,6 +361,14 @@ class ParticipantOut(BaseModel):
     organisation: str | None = None
 
 
+class WorkshopCreated(Event):
+    """Always seq 1: written when the facilitator creates the workshop (over HTTP)."""
+
+    type: Literal["workshop.created"]
+    title: str
+    definition_id: str
+
+
 class WorkshopStarted(Event):
     type: Literal["workshop.started"]
     phase: PhaseState
@@ -560,7 +571,8 @@ class PresenceChanged(Event):
 
 
 AnyEvent = Annotated[
-    WorkshopStarted
+    WorkshopCreated
+    | WorkshopStarted
     | PhaseChanged
     | TimerStarted
     | TimerPaused

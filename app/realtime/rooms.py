@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from starlette.websockets import WebSocket, WebSocketState
 
+from app.realtime.html import render_control, render_html
 from app.realtime.hub import RESYNC, Hub
 from app.realtime.messages import EPHEMERAL_EVENTS, Audience
-from app.realtime.views import dumps, render, render_text
+from app.realtime.views import dumps, render_text
 from app.services.live.context import Actor
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class Connection:
     ws: WebSocket
     actor: Actor
     audience: Audience
+    fmt: Literal["json", "html"] = "json"
     last_seq: int = 0
     queue: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
     closed: bool = False
@@ -48,12 +50,19 @@ class Connection:
 
     def control(self, message: dict[str, Any]) -> None:
         """A message for this client only (ack, error, snapshot, pong)."""
+        if self.fmt == "html":
+            if message.get("type") in ("error", "snapshot", "ack"):
+                self.put("text", render_control(message))
+            return
         self.put("text", dumps(message))
 
 
 class Room:
-    def __init__(self, workshop_id: str, anonymous: bool, seq: int) -> None:
+    def __init__(
+        self, workshop_id: str, anonymous: bool, seq: int, card_titles: dict[str, str]
+    ) -> None:
         self.workshop_id = workshop_id
+        self.card_titles = card_titles
         self.anonymous = anonymous
         self.last_seq = seq  # highest stored seq seen here (ephemeral events carry it)
         self.connections: set[Connection] = set()
@@ -69,15 +78,21 @@ class Room:
             self.anonymous = bool(message["anonymous"])
         elif type_ == "participant.presence":
             self.presence[message["participant_id"]] = message["status"]
-        rendered: dict[str, str] = {}
+        rendered: dict[tuple[Audience, str], str] = {}
         ephemeral = type_ in EPHEMERAL_EVENTS
         if not ephemeral:
             self.last_seq = max(self.last_seq, int(message["seq"]))
         for conn in list(self.connections):
-            text = rendered.get(conn.audience)
+            key = (conn.audience, conn.fmt)
+            text = rendered.get(key)
             if text is None:
-                text = rendered[conn.audience] = render_text(message, conn.audience, self.anonymous)
+                text = rendered[key] = self.render(message, conn)
             conn.put("event", (message["seq"], ephemeral, text, message))
+
+    def render(self, message: dict[str, Any], conn: Connection) -> str:
+        if conn.fmt == "html":
+            return render_html(message, conn.audience, self.anonymous, self.card_titles)
+        return render_text(message, conn.audience, self.anonymous)
 
 
 class Rooms:
@@ -85,11 +100,13 @@ class Rooms:
         self.hub = hub
         self.rooms: dict[str, Room] = {}
 
-    def join(self, conn: Connection, anonymous: bool, seq: int) -> Room:
+    def join(
+        self, conn: Connection, anonymous: bool, seq: int, card_titles: dict[str, str]
+    ) -> Room:
         wid = conn.actor.workshop_id
         room = self.rooms.get(wid)
         if room is None:
-            room = self.rooms[wid] = Room(wid, anonymous, seq)
+            room = self.rooms[wid] = Room(wid, anonymous, seq, card_titles)
             self.hub.subscribe(wid, room.on_message)
         room.connections.add(conn)
         return room
@@ -107,8 +124,9 @@ class Rooms:
 
     def render_for(self, conn: Connection, message: dict[str, Any]) -> str:
         room = self.rooms.get(conn.actor.workshop_id)
-        anonymous = room.anonymous if room else False
-        return dumps(render(message, conn.audience, anonymous))
+        if room is None:
+            room = Room(conn.actor.workshop_id, True, 0, {})  # safest: anonymous
+        return room.render(message, conn)
 
     def count(self) -> int:
         return sum(len(r.connections) for r in self.rooms.values())

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models import Participant, Workshop
 from app.realtime import messages as m
+from app.realtime.html import render_control
 from app.realtime.rooms import CLOSE_REMOVED, Connection, Rooms, close_quietly
 from app.services.live.context import Actor, Rejected
 from app.services.live.engine import LiveService
@@ -122,10 +123,16 @@ def _describe(error: ValidationError) -> str:
 def _cid_of(text: str) -> str | None:
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting fits in 8 KiB
         return None
     cid = value.get("cid") if isinstance(value, dict) else None
-    return cid if isinstance(cid, str) and len(cid) <= 64 else None
+    if not isinstance(cid, str) or len(cid) > 64:
+        return None
+    try:
+        cid.encode()  # a lone surrogate ("\ud800") could not be sent back in a text frame
+    except UnicodeEncodeError:
+        return None
+    return cid
 
 
 @router.websocket("/ws/workshops/{workshop_id}")
@@ -148,13 +155,18 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
     await ws.accept()
     rooms: Rooms = ws.app.state.rooms
     live: LiveService = ws.app.state.live
-    conn = Connection(ws=ws, actor=actor, audience=audience)
-    room = rooms.join(conn, workshop.anonymous, workshop.seq)
+    fmt: Literal["json", "html"] = "html" if ws.query_params.get("format") == "html" else "json"
+    conn = Connection(ws=ws, actor=actor, audience=audience, fmt=fmt)
+    definition, _phases = live.cache.get(workshop)
+    titles = {c.id: c.title for f in definition.functions for c in f.cards}
+    room = rooms.join(conn, workshop.anonymous, workshop.seq, titles)
     writer = asyncio.create_task(_writer(conn, rooms, live, last_seq))
     try:
         if actor.participant_id:
             room.presence[actor.participant_id] = "online"
-            await live.publish_presence(actor, "online", room.last_seq)
+            # `workshop.seq` counts this participant's `participant.joined` (written by
+            # the HTTP join, which publishes nothing): the seq makes every writer fetch it.
+            await live.publish_presence(actor, "online", max(room.last_seq, workshop.seq))
         await _reader(conn, live)
     except WebSocketDisconnect:
         pass
@@ -205,7 +217,7 @@ async def _reader(conn: Connection, live: LiveService) -> None:
             )
             continue
         try:
-            command = m.COMMANDS.validate_json(text)
+            command = _parse(text, conn.fmt)
         except ValidationError as exc:
             conn.control(
                 m.ErrorMessage(
@@ -216,12 +228,27 @@ async def _reader(conn: Connection, live: LiveService) -> None:
         await _execute(conn, live, command)
 
 
+def _parse(text: str, fmt: str) -> Any:
+    if fmt == "json":
+        return m.COMMANDS.validate_json(text)
+    # htmx's ws extension sends form fields as strings plus a HEADERS object: take
+    # the fields, and let "0.5" be a number and "true" a boolean for these clients.
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return m.COMMANDS.validate_json(text)  # raises the usual "not valid JSON"
+    if isinstance(data, dict):
+        data.pop("HEADERS", None)
+    return m.COMMANDS.validate_python(data, strict=False)
+
+
 async def _execute(conn: Connection, live: LiveService, command: Any) -> None:
     if isinstance(command, m.Ping):
         conn.control(m.Pong(cid=command.cid, seq=conn.last_seq).model_dump())
         return
     if isinstance(command, m.Sync):
         conn.put("resync", command.last_seq)
+        conn.control(m.Ack(cid=command.cid, seq=None).model_dump())  # after the catch-up
         return
     if isinstance(command, m.SetPresence):
         await live.publish_presence(conn.actor, command.status, conn.last_seq)
@@ -243,14 +270,20 @@ async def _send_missed(
     conn: Connection, rooms: Rooms, session: AsyncSession, live: LiveService, since: int
 ) -> None:
     """Bring the client from `since` to now: the missed events, or a snapshot."""
+    workshop = await session.get(Workshop, conn.actor.workshop_id)
+    assert workshop is not None
+    # A `since` beyond anything stored (stale or bogus) gets a snapshot: trusting it
+    # would make this client drop every event up to it (and a huge one overflows SQL).
     missed = (
         await events_since(session, conn.actor.workshop_id, since, RESUME_LIMIT)
-        if since >= 0
+        if 0 <= since <= workshop.seq
         else None
     )
+    if missed is None and conn.fmt == "html" and since < 0:
+        # A page renders the current state itself: it only needs what follows.
+        conn.last_seq = workshop.seq
+        return
     if missed is None:
-        workshop = await session.get(Workshop, conn.actor.workshop_id)
-        assert workshop is not None
         definition, phases = live.cache.get(workshop)
         room = rooms.rooms.get(conn.actor.workshop_id)
         snapshot = await build_snapshot(
@@ -262,12 +295,16 @@ async def _send_missed(
             conn.actor.participant_id,
             dict(room.presence) if room else {},
         )
-        await conn.ws.send_text(json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False))
+        if conn.fmt == "html":
+            await conn.ws.send_text(render_control(snapshot))
+        else:
+            await conn.ws.send_text(json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False))
         conn.last_seq = workshop.seq
         return
     for event in missed:
         await conn.ws.send_text(rooms.render_for(conn, event))
         conn.last_seq = event["seq"]
+        _stop_if_removed(conn, event)
     if since > conn.last_seq:
         conn.last_seq = since
 
@@ -287,7 +324,8 @@ async def _writer(conn: Connection, rooms: Rooms, live: LiveService, last_seq: i
         },
     }
     try:
-        await ws.send_text(json.dumps(hello))
+        if conn.fmt == "json":
+            await ws.send_text(json.dumps(hello))
         async with live.sessionmaker() as session:
             await _send_missed(conn, rooms, session, live, last_seq)
         while True:
@@ -304,6 +342,11 @@ async def _writer(conn: Connection, rooms: Rooms, live: LiveService, last_seq: i
             else:
                 seq, ephemeral, text, message = item
                 if ephemeral:
+                    # It names the latest stored seq: fetch any stored event before it
+                    # that has not arrived, so the client never sees a newer seq first.
+                    if seq > conn.last_seq:
+                        async with live.sessionmaker() as session:
+                            await _send_missed(conn, rooms, session, live, conn.last_seq)
                     await ws.send_text(text)
                     continue
                 if seq <= conn.last_seq:
@@ -315,12 +358,25 @@ async def _writer(conn: Connection, rooms: Rooms, live: LiveService, last_seq: i
                         continue
                 await ws.send_text(text)
                 conn.last_seq = seq
-                if (
-                    message["type"] == "participant.removed"
-                    and message["participant_id"] == conn.actor.participant_id
-                ):
-                    conn.closed = True
-                    await close_quietly(ws, CLOSE_REMOVED, "removed from the workshop")
-                    return
+                _stop_if_removed(conn, message)
+    except _Removed:
+        conn.closed = True
+        await close_quietly(ws, CLOSE_REMOVED, "removed from the workshop")
     except (WebSocketDisconnect, RuntimeError, OSError):
         conn.closed = True
+
+
+class _Removed(Exception):
+    """This client's participant was removed: the writer closes the socket (4003)."""
+
+
+def _stop_if_removed(conn: Connection, message: dict[str, Any]) -> None:
+    """Raise _Removed once the client was sent its own `participant.removed`, live or
+    in a catch-up (a lost publish): it must not see anything after it."""
+    pid = conn.actor.participant_id
+    if (
+        pid is not None
+        and message["type"] == "participant.removed"
+        and message.get("participant_id") == pid
+    ):
+        raise _Removed
