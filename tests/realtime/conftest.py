@@ -29,6 +29,7 @@ class Server:
     base: str
     settings: Settings
     http: httpx.AsyncClient
+    app: Any = None
 
     @property
     def ws_base(self) -> str:
@@ -51,7 +52,7 @@ async def server(settings: Settings) -> AsyncIterator[Server]:
     port = srv.servers[0].sockets[0].getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base) as http:
-        yield Server(base, settings, http)
+        yield Server(base, settings, http, app)
     srv.should_exit = True
     await asyncio.wait_for(task, 10)
 
