@@ -20,14 +20,15 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.db.models import Participant, Workshop
+from app.db.models import Workshop
 from app.realtime import messages as m
 from app.realtime.html import render_control
 from app.realtime.rooms import CLOSE_REMOVED, Connection, Rooms, close_quietly
+from app.services.identity import participant_cookie, participant_from_token
 from app.services.live.context import Actor, Rejected
 from app.services.live.engine import LiveService
 from app.services.live.snapshot import build_snapshot, events_since
-from app.services.security import ACCESS, PARTICIPANT, SESSION, InvalidToken, TokenCodec
+from app.services.security import ACCESS, SESSION, InvalidToken, TokenCodec, is_participant_token
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -68,20 +69,14 @@ async def _authenticate(ws: WebSocket, workshop_id: str) -> tuple[Actor, Worksho
         workshop = await session.get(Workshop, workshop_id)
         if workshop is None:
             return None
-        if token:
-            with contextlib.suppress(InvalidToken):
-                payload = codec.loads(
-                    PARTICIPANT, token, max_age_s=settings.participant_token_days * 86400
-                )
-                if payload.get("w") != workshop_id:
-                    return None
-                participant = await session.get(Participant, str(payload.get("p")))
-                if participant is None or participant.removed_at is not None:
-                    return None
-                if participant.workshop_id != workshop_id:
-                    return None
-                actor = Actor("participant", workshop_id, participant_id=participant.id)
-                return actor, workshop
+        participant_token = token or ws.cookies.get(participant_cookie(workshop_id), "")
+        if participant_token and is_participant_token(codec, participant_token):
+            participant = await participant_from_token(
+                session, codec, settings, workshop_id, participant_token
+            )
+            if participant is None:
+                return None
+            return Actor("participant", workshop_id, participant_id=participant.id), workshop
         candidates = []
         if token:
             candidates.append((ACCESS, token, settings.access_token_hours * 3600))
@@ -168,6 +163,9 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
             # the HTTP join, which publishes nothing): the seq makes every writer fetch it.
             await live.publish_presence(actor, "online", max(room.last_seq, workshop.seq))
         await _reader(conn, live)
+        # The reader gave up on this client (a policy close is queued): let the writer
+        # send what is queued before it, then the close frame.
+        await asyncio.wait({writer}, timeout=5)
     except WebSocketDisconnect:
         pass
     finally:

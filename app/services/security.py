@@ -59,3 +59,12 @@ class TokenCodec:
         if not isinstance(value, dict):
             raise InvalidToken("invalid")
         return value
+
+
+def is_participant_token(codec: TokenCodec, token: str) -> bool:
+    """Whether a token is a (well-signed, maybe expired) participant token."""
+    try:
+        codec.loads(PARTICIPANT, token, max_age_s=10**9)
+    except InvalidToken:
+        return False
+    return True
