@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export HOST PORT
 
-.PHONY: run test lint typecheck pytest migrate clean help
+.PHONY: run test lint typecheck pytest browser-test system-deps migrate clean help
 
 help:
 	@echo "make run   - set up and start the server on http://$(HOST):$(PORT)/ (SQLite)"
@@ -38,10 +38,18 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy app tests
 
-pytest: $(VENV)/.installed-dev
+system-deps:
+	@bash scripts/system-deps.sh
+
+pytest: $(VENV)/.installed-dev system-deps
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+# Browser tests run as their own pytest pass (Playwright's event loop must not share
+# a process with the pytest-asyncio tests).
+browser-test: $(VENV)/.installed-dev system-deps
+	$(BIN)/pytest tests/browser -p no:asyncio -p no:cacheprovider
+
+test: lint typecheck pytest browser-test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

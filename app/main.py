@@ -21,7 +21,7 @@ from app.realtime.rooms import Rooms
 from app.services.errors import ServiceError
 from app.services.live.engine import DefinitionCache, LiveService
 from app.services.security import TokenCodec
-from app.web import api, pages
+from app.web import api, live_pages, pages
 from app.web.headers import SecurityHeadersMiddleware
 from app.web.templating import make_templates
 
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(live_pages.router)
     app.include_router(socket.router)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -12,6 +12,7 @@ from typing import Any
 
 from jinja2 import Template
 
+from app.domain.definitions import Definition
 from app.realtime.messages import Audience
 from app.realtime.views import render
 from app.web.ids import dom_id
@@ -34,18 +35,33 @@ def _controls() -> Template:
         ' role="alert" data-code="{{ code }}">{{ message }}</div>'
         '{% elif kind == "resync" %}<div id="{{ dom_id("live", "resync") }}"'
         ' hx-swap-oob="outerHTML" data-seq="{{ seq }}" data-reload="true"></div>'
+        '{% elif kind == "mine" %}<div hx-swap-oob="beforeend:#live-signals">'
+        '<template class="signal" data-kind="mine" data-note="{{ note }}"></template></div>'
+        '{% elif kind == "dots" %}<span id="{{ dom_id("dots-left") }}" hx-swap-oob="outerHTML">'
+        "{{ left }} dots left</span>"
         '{% else %}<div id="{{ dom_id("live", "error") }}" hx-swap-oob="outerHTML"'
         ' role="alert"></div>{% endif %}'
     )
+
+
+def html_context(definition: Definition) -> dict[str, Any]:
+    """What fragments need from a workshop's definition (computed once per room)."""
+    return {
+        "card_titles": {c.id: c.title for f in definition.functions for c in f.cards},
+        "areas": [{"id": a.id, "name": a.name} for a in definition.board.areas],
+        "area_names": {a.id: a.name for a in definition.board.areas},
+        "colours": list(definition.board.colours),
+    }
 
 
 def render_html(
     message: dict[str, Any],
     audience: Audience,
     anonymous: bool,
-    card_titles: dict[str, str],
+    context: dict[str, Any],
 ) -> str:
-    return _template().render(e=render(message, audience, anonymous), card_titles=card_titles)
+    """`context`: the workshop's card titles, board areas and colours."""
+    return _template().render(e=render(message, audience, anonymous), **context)
 
 
 def render_control(message: dict[str, Any]) -> str:
@@ -55,4 +71,11 @@ def render_control(message: dict[str, Any]) -> str:
         return _controls().render(kind="error", code=message["code"], message=message["message"])
     if kind == "snapshot":
         return _controls().render(kind="resync", seq=message["seq"])
+    result = message.get("result") or {}
+    out = _controls().render(kind="clear")
+    if kind == "ack" and result.get("note_id"):
+        out += _controls().render(kind="mine", note=result["note_id"])
+    if kind == "ack" and result.get("dots_left") is not None:
+        out += _controls().render(kind="dots", left=result["dots_left"])
+    return out
     return _controls().render(kind="clear")

@@ -59,10 +59,10 @@ class Connection:
 
 class Room:
     def __init__(
-        self, workshop_id: str, anonymous: bool, seq: int, card_titles: dict[str, str]
+        self, workshop_id: str, anonymous: bool, seq: int, context: dict[str, Any]
     ) -> None:
         self.workshop_id = workshop_id
-        self.card_titles = card_titles
+        self.context = context
         self.anonymous = anonymous
         self.last_seq = seq  # highest stored seq seen here (ephemeral events carry it)
         self.connections: set[Connection] = set()
@@ -80,8 +80,8 @@ class Room:
             self.presence[message["participant_id"]] = message["status"]
         rendered: dict[tuple[Audience, str], str] = {}
         ephemeral = type_ in EPHEMERAL_EVENTS
-        if not ephemeral:
-            self.last_seq = max(self.last_seq, int(message["seq"]))
+        # An ephemeral event names a stored seq too (a join over HTTP is heard only so).
+        self.last_seq = max(self.last_seq, int(message["seq"]))
         for conn in list(self.connections):
             key = (conn.audience, conn.fmt)
             text = rendered.get(key)
@@ -91,7 +91,7 @@ class Room:
 
     def render(self, message: dict[str, Any], conn: Connection) -> str:
         if conn.fmt == "html":
-            return render_html(message, conn.audience, self.anonymous, self.card_titles)
+            return render_html(message, conn.audience, self.anonymous, self.context)
         return render_text(message, conn.audience, self.anonymous)
 
 
@@ -100,13 +100,11 @@ class Rooms:
         self.hub = hub
         self.rooms: dict[str, Room] = {}
 
-    def join(
-        self, conn: Connection, anonymous: bool, seq: int, card_titles: dict[str, str]
-    ) -> Room:
+    def join(self, conn: Connection, anonymous: bool, seq: int, context: dict[str, Any]) -> Room:
         wid = conn.actor.workshop_id
         room = self.rooms.get(wid)
         if room is None:
-            room = self.rooms[wid] = Room(wid, anonymous, seq, card_titles)
+            room = self.rooms[wid] = Room(wid, anonymous, seq, context)
             self.hub.subscribe(wid, room.on_message)
         room.connections.add(conn)
         return room

@@ -22,7 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models import Workshop
 from app.realtime import messages as m
-from app.realtime.html import render_control
+from app.realtime.html import html_context, render_control
 from app.realtime.rooms import CLOSE_REMOVED, Connection, Rooms, close_quietly
 from app.services.identity import participant_cookie, participant_from_token
 from app.services.live.context import Actor, Rejected
@@ -153,8 +153,7 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
     fmt: Literal["json", "html"] = "html" if ws.query_params.get("format") == "html" else "json"
     conn = Connection(ws=ws, actor=actor, audience=audience, fmt=fmt)
     definition, _phases = live.cache.get(workshop)
-    titles = {c.id: c.title for f in definition.functions for c in f.cards}
-    room = rooms.join(conn, workshop.anonymous, workshop.seq, titles)
+    room = rooms.join(conn, workshop.anonymous, workshop.seq, html_context(definition))
     writer = asyncio.create_task(_writer(conn, rooms, live, last_seq))
     try:
         if actor.participant_id:

@@ -15,13 +15,17 @@ TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 
 def make_environment() -> Environment:
-    return Environment(
+    from app.web.ids import dom_id
+
+    env = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.globals["dom_id"] = dom_id
+    return env
 
 
 def make_templates() -> Jinja2Templates:
