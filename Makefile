@@ -47,7 +47,7 @@ pytest: $(VENV)/.installed-dev system-deps
 # Browser tests run as their own pytest pass (Playwright's event loop must not share
 # a process with the pytest-asyncio tests).
 browser-test: $(VENV)/.installed-dev system-deps
-	$(BIN)/pytest tests/browser -p no:asyncio -p no:cacheprovider
+	$(BIN)/pytest tests/browser -p no:asyncio -p no:cacheprovider -W ignore::pytest.PytestConfigWarning
 
 test: lint typecheck pytest browser-test
 

@@ -151,8 +151,9 @@ class CreateNote(Command):
     area: Id
     text: NoteText
     colour: Id | None = None
-    x: Coord = 0.5
-    y: Coord = 0.5
+    # Where on the area's canvas (0..1); left out, the server finds a free spot.
+    x: Coord | None = None
+    y: Coord | None = None
 
 
 class EditNote(Command):

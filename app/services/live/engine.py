@@ -110,8 +110,9 @@ class LiveService:
                 ctx = await self._context(session, actor, command)
                 await handler(ctx, command)
                 if type_ == "note.drag":
+                    seq = ctx.workshop.seq  # read before the rollback expires the row
                     await session.rollback()
-                    await self._publish_drag(ctx, command)
+                    await self._publish_drag(ctx, command, seq)
                     return Outcome(events=[], result={}, seq=None)
                 session.add(ctx.workshop)
                 await session.commit()
@@ -163,12 +164,12 @@ class LiveService:
             ts=command.ts,
         )
 
-    async def _publish_drag(self, ctx: Ctx, cmd: m.DragNote) -> None:
+    async def _publish_drag(self, ctx: Ctx, cmd: m.DragNote, seq: int) -> None:
         await self.publish(
-            ctx.workshop.id,
+            ctx.actor.workshop_id,
             {
                 "type": "note.dragging",
-                "seq": ctx.workshop.seq,
+                "seq": seq,
                 "actor": ctx.actor.wire,
                 "at": ctx.now.isoformat(),
                 "cid": cmd.cid,

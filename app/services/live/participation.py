@@ -172,6 +172,23 @@ async def _dots(ctx: Ctx, note_id: str) -> int:
     return int(n)
 
 
+async def _free_spot(ctx: Ctx, function_id: str, area: str) -> tuple[float, float]:
+    """A grid cell for a new note, so notes written at once don't land on each other."""
+    n = (
+        await ctx.session.exec(
+            select(func.count())
+            .select_from(Note)
+            .where(
+                Note.workshop_id == ctx.workshop.id,
+                Note.function_id == function_id,
+                Note.area == area,
+            )
+        )
+    ).one()
+    col, row = int(n) % 4, (int(n) // 4) % 5
+    return round(0.02 + col * 0.25, 4), round(0.02 + row * 0.2, 4)
+
+
 async def create_note(ctx: Ctx, cmd: m.CreateNote) -> None:
     function_id = _board_phase(ctx, "writing notes")
     _check_area(ctx, cmd.area)
@@ -183,11 +200,13 @@ async def create_note(ctx: Ctx, cmd: m.CreateNote) -> None:
         area=cmd.area,
         text=_text(cmd.text, "note text", 500),
         colour=colour,
-        x=cmd.x,
-        y=cmd.y,
+        x=cmd.x if cmd.x is not None else 0.0,
+        y=cmd.y if cmd.y is not None else 0.0,
         author_id=ctx.actor.participant_id,
         facilitator_id=ctx.actor.facilitator_id,
     )
+    if cmd.x is None or cmd.y is None:
+        note.x, note.y = await _free_spot(ctx, function_id, cmd.area)
     ctx.session.add(note)
     await ctx.session.flush()
     ctx.result = {"note_id": note.id}
