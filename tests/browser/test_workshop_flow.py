@@ -79,7 +79,7 @@ def test_one_core_function_end_to_end(server: LiveServer, browser: Browser) -> N
     expect(fac.locator("#participants li")).to_have_count(3)
     checks.axe_check(fac, "console-lobby")
     projector = checks.page(browser, "projector", DESKTOP)
-    projector.context.add_cookies(fac.context.cookies())
+    projector.context.add_cookies(fac.context.cookies())  # type: ignore[arg-type]
     projector.goto(f"{server.base}/projector/{workshop_id}")
     _connected(projector)
 
