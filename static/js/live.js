@@ -78,7 +78,20 @@
     note.style.top = (y * 80) + "%";
   }
 
+  var lastSpot = "";
+  function spotlight() {
+    var stage = document.querySelector(".stage");
+    document.querySelectorAll(".spotlit").forEach(function (el) { el.classList.remove("spotlit"); });
+    var spot = stage && stage.getAttribute("data-spotlight");
+    if (!spot) { lastSpot = ""; return; }
+    var el = document.getElementById(spot) || document.querySelector('[data-card="' + spot.replace(/^card-/, "") + '"]');
+    if (!el) return;
+    el.classList.add("spotlit");
+    if (spot !== lastSpot) { el.scrollIntoView({ block: "center" }); lastSpot = spot; }
+  }
+
   function layout() {
+    spotlight();
     document.querySelectorAll(".note").forEach(place);
     document.querySelectorAll(".bar[data-share]").forEach(function (bar) {
       bar.style.width = (parseFloat(bar.getAttribute("data-share")) * 10) + "rem";

@@ -117,6 +117,12 @@ def test_one_core_function_end_to_end(server: LiveServer, browser: Browser) -> N
     first_row = fac.locator("table.results tbody tr").first
     first_row.locator("button:has-text('Next step')").click()
     expect(first_row).to_contain_text("Settled: next step")
+    first_row.locator("button:has-text('Show everyone')").click()
+    expect(ann.locator(".spotlight-notice")).to_be_visible()
+    expect(ann.locator("tr.spotlit")).to_have_count(1)
+    checks.axe_check(ann, "discuss-spotlight")
+    fac.click("text=Stop showing")
+    expect(ann.locator(".spotlight-notice")).to_have_count(0)
     checks.axe_check(fac, "console-discuss")
     checks.axe_check(ann, "discuss")
     snap(fac, "04-console-discuss")
