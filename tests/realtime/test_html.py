@@ -50,7 +50,7 @@ async def test_note_arrives_as_escaped_fragment_and_form_commands_work(
     for ws in (page, projector):
         fragment = await _until(ws, "note-text")
         assert 'hx-swap-oob="beforeend"' in fragment
-        assert 'id="area-measurement-now"' in fragment
+        assert 'id="area-notes-measurement-now"' in fragment
         assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more" in fragment
         assert "<script>" not in fragment
         assert 'data-x="0.25"' in fragment
@@ -72,6 +72,6 @@ async def test_html_client_resumes_from_the_seq_its_page_showed(workshop: Worksh
     _pid, token = await workshop.join("Bo")
     page = await _html_socket(workshop, token, last_seq=str(shown))
     fragment = await _until(page, "One front door")
-    assert "area-measurement-hope" in fragment
+    assert "area-notes-measurement-hope" in fragment
     await page.close()
     await fac.close()
