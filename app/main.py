@@ -23,6 +23,7 @@ from app.services.live.engine import DefinitionCache, LiveService
 from app.services.security import TokenCodec
 from app.web import api, live_pages, pages
 from app.web.headers import SecurityHeadersMiddleware
+from app.web.ratelimit import JOIN_LIMIT, SIGN_IN_LIMIT, AttemptLimiter
 from app.web.templating import make_templates
 
 log = logging.getLogger("app")
@@ -61,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # with a message naming the file and field, rather than failing mid-workshop.
     app.state.definitions = load_definitions(Path(settings.definitions_dir))
     app.state.templates = make_templates()
+    app.state.sign_in_limiter = AttemptLimiter(*SIGN_IN_LIMIT)
+    app.state.join_limiter = AttemptLimiter(*JOIN_LIMIT)
 
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 from sqlalchemy import text
 from sqlmodel import func, select
 
@@ -12,8 +12,10 @@ from app.db.models import Participant, Workshop
 from app.domain.definitions import expand_phases
 from app.services import scores
 from app.services import workshops as workshop_service
+from app.services.errors import Forbidden
 from app.services.facilitators import authenticate
 from app.services.security import ACCESS, PARTICIPANT
+from app.web import ratelimit
 from app.web.deps import (
     CodecDep,
     CurrentFacilitator,
@@ -21,6 +23,7 @@ from app.web.deps import (
     SessionDep,
     SettingsDep,
 )
+from app.web.ratelimit import client_address
 from app.web.schemas import (
     DefinitionOut,
     ErrorOut,
@@ -57,12 +60,23 @@ async def healthz(session: SessionDep) -> HealthOut:
     return HealthOut(status="ok")
 
 
-@router.post("/api/auth/token", response_model=TokenOut, tags=["auth"], responses=E401)
+@router.post(
+    "/api/auth/token",
+    response_model=TokenOut,
+    tags=["auth"],
+    responses={**E401, 429: {"model": ErrorOut, "description": "Too many failed sign-ins"}},
+)
 async def issue_token(
-    body: TokenIn, session: SessionDep, codec: CodecDep, settings: SettingsDep
+    request: Request, body: TokenIn, session: SessionDep, codec: CodecDep, settings: SettingsDep
 ) -> TokenOut:
+    limiter = request.app.state.sign_in_limiter
+    keys = (client_address(request), f"email:{body.email.strip().lower()}")
+    for key in keys:
+        ratelimit.check(limiter, key, "failed sign-ins")
     facilitator = await authenticate(session, body.email, body.password)
     if facilitator is None:
+        for key in keys:
+            limiter.failed(key)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "the email or password is wrong",
@@ -174,19 +188,31 @@ async def get_workshop(
     tags=["participants"],
     responses={
         403: {"model": ErrorOut, "description": "Wrong join code"},
+        429: {"model": ErrorOut, "description": "Too many attempts with a wrong join code"},
         409: {"model": ErrorOut, "description": "Name taken, or the workshop has ended"},
     },
 )
 async def join_workshop(
-    workshop_id: str, body: ParticipantCreate, session: SessionDep, codec: CodecDep
+    request: Request,
+    workshop_id: str,
+    body: ParticipantCreate,
+    session: SessionDep,
+    codec: CodecDep,
 ) -> ParticipantOut:
-    joined = await workshop_service.join_workshop(
-        session,
-        workshop_id=workshop_id,
-        join_code=body.join_code,
-        display_name=body.display_name,
-        organisation=body.organisation,
-    )
+    limiter = request.app.state.join_limiter
+    address = client_address(request)
+    ratelimit.check(limiter, address, "attempts with a wrong join code")
+    try:
+        joined = await workshop_service.join_workshop(
+            session,
+            workshop_id=workshop_id,
+            join_code=body.join_code,
+            display_name=body.display_name,
+            organisation=body.organisation,
+        )
+    except Forbidden:
+        limiter.failed(address)
+        raise
     token = codec.dumps(PARTICIPANT, {"w": joined.workshop.id, "p": joined.participant.id})
     return ParticipantOut(
         participant_id=joined.participant.id,

@@ -22,6 +22,7 @@ from app.services.security import PARTICIPANT
 from app.web.csrf import check_csrf
 from app.web.deps import CodecDep, MaybeFacilitator, SessionDep, SettingsDep
 from app.web.pages import render
+from app.web.ratelimit import client_address
 from app.web.room_view import room_view
 
 router = APIRouter(include_in_schema=False)
@@ -73,7 +74,18 @@ async def join_form(request: Request, code: str = "") -> Response:
 async def join_with_code(
     request: Request, code: str, session: SessionDep, codec: CodecDep, settings: SettingsDep
 ) -> Response:
+    limiter = request.app.state.join_limiter
+    address = client_address(request)
+    if limiter.blocked(address):
+        return render(
+            request, "live/join.html",
+            {"code": "", "workshop": None, "name": "", "organisation": "", "facilitator": None,
+             "error": "Too many attempts with a wrong code. Wait a few minutes and try again."},
+            status_code=429,
+        )
     workshop = await _workshop_by_code(session, code)
+    if workshop is None:
+        limiter.failed(address)
     if workshop is not None and await _me(request, session, codec, settings, workshop.id):
         return RedirectResponse(f"/w/{workshop.id}", status_code=303)
     error = None if workshop else "No workshop has that code. Check it with your facilitator."
@@ -104,7 +116,25 @@ async def join(
     csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
     check_csrf(request, csrf_token)
+    limiter = request.app.state.join_limiter
+    address = client_address(request)
+    if limiter.blocked(address):
+        return render(
+            request,
+            "live/join.html",
+            {
+                "code": code,
+                "workshop": None,
+                "name": display_name,
+                "organisation": organisation,
+                "facilitator": None,
+                "error": "Too many attempts with a wrong code. Wait a few minutes and try again.",
+            },
+            status_code=429,
+        )
     workshop = await _workshop_by_code(session, code)
+    if workshop is None:
+        limiter.failed(address)
     context = {
         "code": code,
         "workshop": workshop,

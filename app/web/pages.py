@@ -22,6 +22,7 @@ from app.web.deps import (
     SessionDep,
     SettingsDep,
 )
+from app.web.ratelimit import client_address
 
 router = APIRouter(include_in_schema=False)
 
@@ -61,8 +62,22 @@ async def signin(
     csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
     check_csrf(request, csrf_token)
+    limiter = request.app.state.sign_in_limiter
+    keys = (client_address(request), f"email:{email.strip().lower()}")
+    if any(limiter.blocked(key) for key in keys):
+        return render(
+            request,
+            "signin.html",
+            {
+                "error": "Too many failed sign-ins. Wait a few minutes and try again.",
+                "email": email,
+            },
+            status_code=429,
+        )
     facilitator = await authenticate(session, email, password) if email and password else None
     if facilitator is None:
+        for key in keys:
+            limiter.failed(key)
         return render(
             request,
             "signin.html",
