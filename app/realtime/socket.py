@@ -36,6 +36,7 @@ router = APIRouter()
 MAX_MESSAGE_BYTES = 8 * 1024  # larger commands get an error; frames over 64 KiB close (1009)
 RATE_PER_SECOND = 20.0
 RATE_BURST = 40
+STRIKE_MEMORY_S = 10.0  # strikes further apart than this start the count again
 MAX_STRIKES = 60  # rate-limited messages tolerated before the socket is closed (1008)
 RESUME_LIMIT = 1000  # more missed events than this: send a snapshot instead
 CLOSE_POLICY = 1008
@@ -158,8 +159,8 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
     try:
         if actor.participant_id:
             room.presence[actor.participant_id] = "online"
-            # `workshop.seq` counts this participant's `participant.joined` (written by
-            # the HTTP join, which publishes nothing): the seq makes every writer fetch it.
+            # Presence carries the newest seq known here, so a client that has not seen
+            # an event up to it (a publish lost in transit) fetches it first.
             await live.publish_presence(actor, "online", max(room.last_seq, workshop.seq))
         await _reader(conn, live)
         # The reader gave up on this client (a policy close is queued): let the writer
@@ -183,6 +184,7 @@ async def _reader(conn: Connection, live: LiveService) -> None:
     ws = conn.ws
     bucket = TokenBucket(RATE_PER_SECOND, RATE_BURST)
     strikes = 0
+    last_strike = 0.0
     while not conn.closed:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
@@ -203,6 +205,11 @@ async def _reader(conn: Connection, live: LiveService) -> None:
             )
             continue
         if not bucket.take():
+            # Strikes count floods, not a long life: a quiet spell forgives them.
+            now = time.monotonic()
+            if now - last_strike > STRIKE_MEMORY_S:
+                strikes = 0
+            last_strike = now
             strikes += 1
             if strikes > MAX_STRIKES:
                 conn.put("close", (CLOSE_POLICY, "too many messages"))
@@ -242,6 +249,13 @@ def _parse(text: str, fmt: str) -> Any:
 async def _execute(conn: Connection, live: LiveService, command: Any) -> None:
     if isinstance(command, m.Ping):
         conn.control(m.Pong(cid=command.cid, seq=conn.last_seq).model_dump())
+        return
+    if conn.audience == "projector" and not isinstance(command, m.Sync):
+        conn.control(
+            m.ErrorMessage(
+                cid=command.cid, code="read_only", message="the projector view only shows"
+            ).model_dump()
+        )
         return
     if isinstance(command, m.Sync):
         conn.put("resync", command.last_seq)

@@ -6,6 +6,7 @@ import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
@@ -101,6 +102,7 @@ async def owned_workshop(session: AsyncSession, workshop_id: str, facilitator_id
 class Joined:
     workshop: Workshop
     participant: Participant
+    event: dict[str, Any]  # `participant.joined`, to publish now that it is committed
 
 
 async def join_workshop(
@@ -136,15 +138,21 @@ async def join_workshop(
             f"someone in this workshop already uses the name '{name}'; "
             "add an initial or your team, e.g. 'Sam L. (Passports)'"
         ) from exc
-    await append_event(
-        session,
-        workshop.id,
-        "participant.joined",
-        {"participant_id": participant.id, "display_name": name, "organisation": org},
-        f"participant:{participant.id}",
+    payload = {"participant": {"id": participant.id, "display_name": name, "organisation": org}}
+    event = await append_event(
+        session, workshop.id, "participant.joined", payload, f"participant:{participant.id}"
     )
     await session.commit()
-    return Joined(workshop=workshop, participant=participant)
+    message = {
+        "type": "participant.joined",
+        "seq": event.seq,
+        "actor": participant.id,
+        "at": event.created_at.isoformat(),
+        "cid": None,
+        "ts": None,
+        **payload,
+    }
+    return Joined(workshop=workshop, participant=participant, event=message)
 
 
 async def active_participant(

@@ -213,6 +213,7 @@ async def join_workshop(
     except Forbidden:
         limiter.failed(address)
         raise
+    await request.app.state.live.publish(joined.workshop.id, joined.event)
     token = codec.dumps(PARTICIPANT, {"w": joined.workshop.id, "p": joined.participant.id})
     return ParticipantOut(
         participant_id=joined.participant.id,

@@ -162,6 +162,7 @@ async def join(
         return render(
             request, "live/join.html", {**context, "error": message}, status_code=exc.status_code
         )
+    await request.app.state.live.publish(workshop.id, joined.event)
     token = codec.dumps(PARTICIPANT, {"w": workshop.id, "p": joined.participant.id})
     response = RedirectResponse(f"/w/{workshop.id}", status_code=303)
     _set_participant_cookie(response, settings, workshop.id, token)

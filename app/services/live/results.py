@@ -117,7 +117,12 @@ async def voters_on_card(session: AsyncSession, workshop_id: str, card_id: str) 
         await session.exec(
             select(func.count())
             .select_from(CardVote)
-            .where(CardVote.workshop_id == workshop_id, CardVote.card_id == card_id)
+            .join(Participant, col(Participant.id) == col(CardVote.participant_id))
+            .where(
+                CardVote.workshop_id == workshop_id,
+                CardVote.card_id == card_id,
+                col(Participant.removed_at).is_(None),
+            )
         )
     ).one()
     return int(n)
@@ -130,10 +135,12 @@ async def voters_in_round(
         await session.exec(
             select(func.count())
             .select_from(LevelVote)
+            .join(Participant, col(Participant.id) == col(LevelVote.participant_id))
             .where(
                 LevelVote.workshop_id == workshop_id,
                 LevelVote.function_id == function_id,
                 LevelVote.round == round_number,
+                col(Participant.removed_at).is_(None),
             )
         )
     ).one()

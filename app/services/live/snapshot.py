@@ -51,27 +51,10 @@ async def events_since(
             "at": e.created_at.isoformat(),
             "cid": None,
             "ts": None,
-            **_wire_payload(e.type, e.payload),
+            **e.payload,
         }
         for e in rows
     ]
-
-
-def _wire_payload(type_: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """The stored payload as the wire schema has it.
-
-    `participant.joined` is written by the HTTP join (app.services.workshops) in a
-    flat shape; the wire event nests it as `participant` (like the snapshot's list).
-    """
-    if type_ == "participant.joined" and "participant" not in payload:
-        return {
-            "participant": {
-                "id": payload["participant_id"],
-                "display_name": payload.get("display_name"),
-                "organisation": payload.get("organisation"),
-            }
-        }
-    return payload
 
 
 async def build_snapshot(
