@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("email")
     create.add_argument("--password", required=True)
     create.add_argument("--name", default=None)
+    backup = sub.add_parser("backup", help="copy the SQLite database while the server runs")
+    backup.add_argument("path", type=Path)
     validate = sub.add_parser("validate-definition", help="check workshop definition files")
     validate.add_argument("paths", nargs="+", type=Path)
     args = parser.parse_args(argv)
@@ -107,6 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     if args.command == "migrate":
         asyncio.run(_migrate(settings))
+        return 0
+    if args.command == "backup":
+        from app.db.backup import backup_sqlite
+
+        try:
+            pages = backup_sqlite(settings.database_url, args.path)
+        except (ValueError, OSError, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"backed up {pages} pages to {args.path}")
         return 0
     if args.command == "create-facilitator":
         return asyncio.run(_create_facilitator(settings, args.email, args.password, args.name))

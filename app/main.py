@@ -21,7 +21,7 @@ from app.realtime.rooms import Rooms
 from app.services.errors import ServiceError
 from app.services.live.engine import DefinitionCache, LiveService
 from app.services.security import TokenCodec
-from app.web import api, live_pages, pages
+from app.web import api, exports, live_pages, pages
 from app.web.headers import SecurityHeadersMiddleware
 from app.web.ratelimit import JOIN_LIMIT, SIGN_IN_LIMIT, AttemptLimiter
 from app.web.templating import make_templates
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(api.router)
+    app.include_router(exports.router)
     app.include_router(pages.router)
     app.include_router(live_pages.router)
     app.include_router(socket.router)

@@ -53,7 +53,7 @@ def get_pdf_renderer() -> PdfRenderer:
 
 
 PdfRendererDep = Annotated[PdfRenderer, Depends(get_pdf_renderer)]
-WorkshopIds = Annotated[list[str], Query(alias="workshop", max_length=64)]
+WorkshopIds = Annotated[list[str] | None, Query(alias="workshop", max_length=64)]
 
 
 def _attachment(content: bytes, media_type: str, filename: str) -> Response:
@@ -145,10 +145,10 @@ async def import_workshop(
 async def compare_api(
     facilitator: CurrentFacilitator,
     session: SessionDep,
-    workshop_ids: WorkshopIds,
+    workshop_ids: WorkshopIds = None,
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
 ) -> Response:
-    comparison = await comparison_for(session, workshop_ids, facilitator.id)
+    comparison = await comparison_for(session, workshop_ids or [], facilitator.id)
     if format == "csv":
         return _attachment(render_csv(comparison), "text/csv; charset=utf-8", "comparison.csv")
     return JSONResponse(comparison.to_dict())
@@ -205,7 +205,10 @@ async def summary_page(
 
 @router.get("/compare", response_class=HTMLResponse, include_in_schema=False)
 async def compare_page(
-    request: Request, facilitator: MaybeFacilitator, session: SessionDep, workshop_ids: WorkshopIds
+    request: Request,
+    facilitator: MaybeFacilitator,
+    session: SessionDep,
+    workshop_ids: WorkshopIds = None,
 ) -> Response:
     if facilitator is None:
         return RedirectResponse("/signin", status_code=303)
@@ -229,7 +232,7 @@ async def compare_page(
         {
             "facilitator": facilitator,
             "workshops": mine,
-            "selected": set(workshop_ids),
+            "selected": set(workshop_ids or ()),
             "comparison": comparison,
             "csv_query": query,
         },

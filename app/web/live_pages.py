@@ -78,9 +78,16 @@ async def join_with_code(
     address = client_address(request)
     if limiter.blocked(address):
         return render(
-            request, "live/join.html",
-            {"code": "", "workshop": None, "name": "", "organisation": "", "facilitator": None,
-             "error": "Too many attempts with a wrong code. Wait a few minutes and try again."},
+            request,
+            "live/join.html",
+            {
+                "code": "",
+                "workshop": None,
+                "name": "",
+                "organisation": "",
+                "facilitator": None,
+                "error": "Too many attempts with a wrong code. Wait a few minutes and try again.",
+            },
             status_code=429,
         )
     workshop = await _workshop_by_code(session, code)

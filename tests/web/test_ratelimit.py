@@ -39,9 +39,7 @@ async def test_join_code_guessing_is_limited(
     for i in range(JOIN_LIMIT[0]):
         wrong = await client.post(url, json={"join_code": f"WRONG{i}", "display_name": "X"})
         assert wrong.status_code == 403
-    blocked = await client.post(
-        url, json={"join_code": workshop["join_code"], "display_name": "B"}
-    )
+    blocked = await client.post(url, json={"join_code": workshop["join_code"], "display_name": "B"})
     assert blocked.status_code == 429
     page = await client.get("/join/ABCDEF")
     assert page.status_code == 429
