@@ -35,6 +35,7 @@ class Connection:
     actor: Actor
     audience: Audience
     fmt: Literal["json", "html"] = "json"
+    address: str = "unknown"
     last_seq: int = 0
     queue: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
     closed: bool = False
@@ -99,6 +100,7 @@ class Rooms:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.rooms: dict[str, Room] = {}
+        self.per_address: dict[str, int] = {}
 
     def join(self, conn: Connection, anonymous: bool, seq: int, context: dict[str, Any]) -> Room:
         wid = conn.actor.workshop_id
@@ -107,6 +109,7 @@ class Rooms:
             room = self.rooms[wid] = Room(wid, anonymous, seq, context)
             self.hub.subscribe(wid, room.on_message)
         room.connections.add(conn)
+        self.per_address[conn.address] = self.per_address.get(conn.address, 0) + 1
         return room
 
     def leave(self, conn: Connection) -> Room | None:
@@ -114,6 +117,12 @@ class Rooms:
         room = self.rooms.get(wid)
         if room is None:
             return None
+        if conn in room.connections:
+            left = self.per_address.get(conn.address, 1) - 1
+            if left > 0:
+                self.per_address[conn.address] = left
+            else:
+                self.per_address.pop(conn.address, None)
         room.connections.discard(conn)
         if not room.connections:
             self.hub.unsubscribe(wid, room.on_message)

@@ -38,6 +38,8 @@ RATE_PER_SECOND = 20.0
 RATE_BURST = 40
 STRIKE_MEMORY_S = 10.0  # strikes further apart than this start the count again
 MAX_STRIKES = 60  # rate-limited messages tolerated before the socket is closed (1008)
+# A whole office behind one NAT address must fit; a script opening thousands must not.
+MAX_CONNECTIONS_PER_ADDRESS = 300
 RESUME_LIMIT = 1000  # more missed events than this: send a snapshot instead
 CLOSE_POLICY = 1008
 
@@ -136,6 +138,11 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
     if not _origin_allowed(ws):
         await ws.close(CLOSE_POLICY, "origin not allowed")
         return
+    address = ws.client.host if ws.client else "unknown"
+    rooms_: Rooms = ws.app.state.rooms
+    if rooms_.per_address.get(address, 0) >= MAX_CONNECTIONS_PER_ADDRESS:
+        await ws.close(CLOSE_POLICY, "too many connections from this address")
+        return
     found = await _authenticate(ws, workshop_id)
     if found is None:
         await ws.close(CLOSE_POLICY, "not allowed in this workshop")
@@ -152,7 +159,7 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
     rooms: Rooms = ws.app.state.rooms
     live: LiveService = ws.app.state.live
     fmt: Literal["json", "html"] = "html" if ws.query_params.get("format") == "html" else "json"
-    conn = Connection(ws=ws, actor=actor, audience=audience, fmt=fmt)
+    conn = Connection(ws=ws, actor=actor, audience=audience, fmt=fmt, address=address)
     definition, _phases = live.cache.get(workshop)
     room = rooms.join(conn, workshop.anonymous, workshop.seq, html_context(definition))
     writer = asyncio.create_task(_writer(conn, rooms, live, last_seq))
@@ -375,6 +382,12 @@ async def _writer(conn: Connection, rooms: Rooms, live: LiveService, last_seq: i
         await close_quietly(ws, CLOSE_REMOVED, "removed from the workshop")
     except (WebSocketDisconnect, RuntimeError, OSError):
         conn.closed = True
+    except Exception:
+        # Never leave a socket that takes commands but can no longer answer: log, close
+        # with 1011 (server error) so the client reconnects and resumes by seq.
+        log.exception("writer failed for workshop %s", conn.actor.workshop_id)
+        conn.closed = True
+        await close_quietly(ws, 1011, "server error; reconnect")
 
 
 class _Removed(Exception):

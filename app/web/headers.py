@@ -18,8 +18,10 @@ DOCS_PATHS = ("/docs", "/redoc")
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
+        # Behind HTTPS (PUBLIC_URL https://...) browsers must never fall back to HTTP.
+        self.extra = {b"strict-transport-security": b"max-age=31536000"} if hsts else {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -31,7 +33,7 @@ class SecurityHeadersMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                for key, value in HEADERS.items():
+                for key, value in {**HEADERS, **self.extra}.items():
                     if key in present or (is_docs and key == b"content-security-policy"):
                         continue
                     headers.append((key, value))
