@@ -212,4 +212,30 @@ def test_one_core_function_end_to_end(server: LiveServer, browser: Browser) -> N
     checks.axe_check(projector, "projector-summary")
     snap(fac, "10-console-summary")
     snap(projector, "11-projector-summary")
+
+    # The facilitator's summary page: radar chart and the four downloads.
+    fac.click("text=Summary and exports")
+    expect(fac.locator("svg").first).to_be_visible()
+    checks.axe_check(fac, "summary-exports")
+    snap(fac, "12-summary-exports")
+    sizes = {}
+    for label, suffix in (
+        ("PDF report", ".pdf"),
+        ("Markdown report", ".md"),
+        ("CSV tables (zip)", ".zip"),
+        ("JSON data", ".json"),
+    ):
+        with fac.expect_download() as info:
+            fac.click(f"a:has-text('{label}')")
+        download = info.value
+        assert download.suggested_filename.endswith(suffix), download.suggested_filename
+        path = download.path()
+        sizes[suffix] = path.stat().st_size
+        if suffix == ".md":
+            text = path.read_text(encoding="utf-8")
+            assert "Established" in text and "quarterly" in text
+    assert all(size > 200 for size in sizes.values()), sizes
+    fac.click("text=Compare with other workshops")
+    checks.axe_check(fac, "compare")
+    snap(fac, "13-compare")
     checks.assert_clean()

@@ -641,3 +641,12 @@ def test_expanded_keys_are_unique(blocks: list[list[str]], infos: int) -> None:
     per_function = len(order) + sum(len(kinds) for kinds in blocks)
     assert len(keys) == 2 + infos + per_function * len(defn.functions)
     assert len(set(keys)) == len(keys)
+
+
+def test_default_definition_counts_two_of_three_as_practised() -> None:
+    from app.domain.definitions import DEFAULT_DEFINITIONS_DIR, load_definition
+    from app.domain.scoring import CardTally, is_practised
+
+    definition = load_definition(DEFAULT_DEFINITIONS_DIR / "dhs-cx-maturity.yaml")
+    tally = CardTally(card_id="c", level=0, do=2, dont=1, unsure=0)
+    assert is_practised(tally, definition.scoring.practised_threshold) is True
