@@ -1,7 +1,9 @@
 """Logging hygiene: tokens never reach the logs.
 
 Uvicorn logs request lines, including WebSocket URLs whose query carries a
-participant or facilitator token; this filter masks them wherever they appear.
+participant or facilitator token and personal rejoin links (`?t=`); this filter
+masks them wherever they appear. It sits on the loggers that write such lines
+(uvicorn's, and `app` itself); the app's own modules never log tokens.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import logging
 import re
 
-_SECRET_QUERY = re.compile(r"((?:token|access_token|password)=)[^&\s\"']+", re.IGNORECASE)
+# `t` is the participant token in a personal rejoin link (/w/<id>/rejoin?t=...); the
+# lookbehind keeps it from matching the end of another name (`format=`).
+_SECRET_QUERY = re.compile(r"((?:token|password|(?<![\w-])t)=)[^&\s\"']+", re.IGNORECASE)
 _BEARER = re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
 

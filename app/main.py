@@ -21,7 +21,7 @@ from app.realtime.rooms import Rooms
 from app.services.errors import ServiceError
 from app.services.live.engine import DefinitionCache, LiveService
 from app.services.security import TokenCodec
-from app.web import api, exports, live_pages, pages
+from app.web import api, errors, exports, live_pages, pages
 from app.web.headers import SecurityHeadersMiddleware
 from app.web.ratelimit import JOIN_LIMIT, SIGN_IN_LIMIT, AttemptLimiter
 from app.web.templating import make_templates
@@ -43,7 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await hub.start()
         app.state.hub = hub
         app.state.rooms = Rooms(hub)
-        app.state.live = LiveService(app.state.sessionmaker, hub, DefinitionCache())
+        app.state.live = LiveService(
+            app.state.sessionmaker, hub, DefinitionCache(), serialize_writes=settings.is_sqlite
+        )
         try:
             yield
         finally:
@@ -68,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
         return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=exc.status_code)
+
+    errors.install(app)
 
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.secure_cookies)
     app.include_router(api.router)

@@ -26,7 +26,6 @@ from app.web.deps import (
 from app.web.ratelimit import client_address
 from app.web.schemas import (
     DefinitionOut,
-    ErrorOut,
     FunctionOut,
     HealthOut,
     LevelOut,
@@ -36,21 +35,17 @@ from app.web.schemas import (
     TokenOut,
     WorkshopCreate,
     WorkshopOut,
+    error_responses,
 )
 
 router = APIRouter()
-
-E401: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut, "description": "Not signed in"}}
-E404: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "No such workshop"}
-}
 
 
 @router.get(
     "/healthz",
     response_model=HealthOut,
     tags=["health"],
-    responses={503: {"model": ErrorOut, "description": "The database does not answer"}},
+    responses=error_responses(503, s503="The database does not answer"),
 )
 async def healthz(session: SessionDep) -> HealthOut:
     try:
@@ -64,7 +59,15 @@ async def healthz(session: SessionDep) -> HealthOut:
     "/api/auth/token",
     response_model=TokenOut,
     tags=["auth"],
-    responses={**E401, 429: {"model": ErrorOut, "description": "Too many failed sign-ins"}},
+    responses=error_responses(
+        400,
+        401,
+        422,
+        429,
+        503,
+        s401="The email or password is wrong",
+        s429="Too many failed sign-ins",
+    ),
 )
 async def issue_token(
     request: Request, body: TokenIn, session: SessionDep, codec: CodecDep, settings: SettingsDep
@@ -131,7 +134,16 @@ async def _workshop_out(
     status_code=201,
     response_model=WorkshopOut,
     tags=["workshops"],
-    responses={**E401, 422: {"description": "Unknown definition or invalid title"}},
+    responses=error_responses(
+        400,
+        401,
+        409,
+        422,
+        503,
+        s409="No free join code could be drawn; try again",
+        s422="Malformed, or an unknown definition, or a title that is blank or has control "
+        "characters",
+    ),
 )
 async def create_workshop(
     body: WorkshopCreate,
@@ -154,7 +166,12 @@ async def create_workshop(
     return await _workshop_out(session, settings, workshop)
 
 
-@router.get("/api/workshops", response_model=list[WorkshopOut], tags=["workshops"], responses=E401)
+@router.get(
+    "/api/workshops",
+    response_model=list[WorkshopOut],
+    tags=["workshops"],
+    responses=error_responses(401, 503),
+)
 async def list_workshops(
     facilitator: CurrentFacilitator, session: SessionDep, settings: SettingsDep
 ) -> list[WorkshopOut]:
@@ -172,7 +189,7 @@ async def list_workshops(
     "/api/workshops/{workshop_id}",
     response_model=WorkshopOut,
     tags=["workshops"],
-    responses={**E401, **E404},
+    responses=error_responses(401, 404, 503),
 )
 async def get_workshop(
     workshop_id: str, facilitator: CurrentFacilitator, session: SessionDep, settings: SettingsDep
@@ -186,11 +203,18 @@ async def get_workshop(
     status_code=201,
     response_model=ParticipantOut,
     tags=["participants"],
-    responses={
-        403: {"model": ErrorOut, "description": "Wrong join code"},
-        429: {"model": ErrorOut, "description": "Too many attempts with a wrong join code"},
-        409: {"model": ErrorOut, "description": "Name taken, or the workshop has ended"},
-    },
+    responses=error_responses(
+        400,
+        403,
+        409,
+        422,
+        429,
+        503,
+        s403="Wrong join code (or no such workshop: the answer is the same)",
+        s409="Name taken, or the workshop has ended",
+        s422="Malformed, or a name or organisation that is blank or has control characters",
+        s429="Too many attempts with a wrong join code",
+    ),
 )
 async def join_workshop(
     request: Request,
@@ -226,7 +250,7 @@ async def join_workshop(
 @router.get(
     "/api/workshops/{workshop_id}/score",
     tags=["scores"],
-    responses={**E401, **E404},
+    responses=error_responses(401, 404, 503),
     response_model=dict[str, Any],
 )
 async def workshop_score(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -24,21 +24,39 @@ from app.exports.csv_export import TABLES
 from app.exports.pdf import PdfRenderer, WeasyPrintRenderer
 from app.exports.radar import render_svg
 from app.exports.report import agreement_text, build
-from app.exports.service import comparison_for, download, outcome_for, parse_format
+from app.exports.service import (
+    MAX_COMPARED,
+    comparison_for,
+    download,
+    outcome_for,
+    parse_format,
+)
 from app.services.errors import NotFound, ServiceError
 from app.web.csrf import csrf_token, set_csrf_cookie
 from app.web.deps import CurrentFacilitator, MaybeFacilitator, SessionDep, SettingsDep
-from app.web.schemas import ErrorOut, WorkshopOut
+from app.web.schemas import ImportErrorOut, WorkshopOut, error_responses
 from app.web.templating import TEMPLATES_DIR
 
 router = APIRouter()
 
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 STYLESHEET = TEMPLATES_DIR / "exports" / "exports.css"
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut, "description": "Not signed in"},
-    404: {"model": ErrorOut, "description": "No such workshop"},
-    422: {"model": ErrorOut, "description": "Unknown format or table"},
+ERRORS = error_responses(401, 404, 422, 503, s422="Malformed, or an unknown format or table")
+FORMATS = ["json", "csv", "markdown", "md", "pdf"]
+DOWNLOAD: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The export as a file download",
+        "content": {
+            media: {"schema": {}}
+            for media in (
+                "application/json",
+                "application/zip",
+                "text/csv",
+                "text/markdown",
+                "application/pdf",
+            )
+        },
+    }
 }
 
 
@@ -53,7 +71,21 @@ def get_pdf_renderer() -> PdfRenderer:
 
 
 PdfRendererDep = Annotated[PdfRenderer, Depends(get_pdf_renderer)]
+# The pages take no ids too (they show the picker); the API documents 1 to 30.
 WorkshopIds = Annotated[list[str] | None, Query(alias="workshop", max_length=64)]
+ApiWorkshopIds = Annotated[
+    list[str] | None,
+    Query(
+        alias="workshop",
+        max_length=64,
+        description="Workshop ids to compare, 1 to 30 (duplicates are ignored)",
+        json_schema_extra={
+            "minItems": 1,
+            "maxItems": MAX_COMPARED,
+            "items": {"type": "string", "maxLength": 64},
+        },
+    ),
+]
 
 
 def _attachment(content: bytes, media_type: str, filename: str) -> Response:
@@ -71,7 +103,7 @@ def _attachment(content: bytes, media_type: str, filename: str) -> Response:
 @router.get(
     "/api/workshops/{workshop_id}/export",
     tags=["exports"],
-    responses={**ERRORS, 200: {"description": "The export as a file download"}},
+    responses={**ERRORS, **DOWNLOAD},
 )
 async def export_workshop(
     workshop_id: str,
@@ -79,10 +111,20 @@ async def export_workshop(
     session: SessionDep,
     renderer: PdfRendererDep,
     format: Annotated[
-        str, Query(max_length=20, description="json, csv, markdown (md) or pdf")
+        str,
+        Query(
+            max_length=20,
+            description="json, csv, markdown (md) or pdf",
+            json_schema_extra={"enum": FORMATS},
+        ),
     ] = "json",
     table: Annotated[
-        str | None, Query(max_length=40, description="with format=csv: one table, not the zip")
+        str | None,
+        Query(
+            max_length=40,
+            description="with format=csv: one table, not the zip",
+            json_schema_extra={"enum": [*TABLES, None]},
+        ),
     ] = None,
 ) -> Response:
     outcome = await outcome_for(session, workshop_id, facilitator.id)
@@ -109,7 +151,10 @@ async def _read_json(request: Request) -> Any:
     status_code=201,
     response_model=WorkshopOut,
     tags=["exports"],
-    responses={**ERRORS, 422: {"description": "Not a valid export; `problems` lists why"}},
+    responses={
+        **error_responses(401, 409, 503, s409="No free join code could be drawn; try again"),
+        422: {"model": ImportErrorOut, "description": "Not a valid export; `problems` lists why"},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -141,12 +186,25 @@ async def import_workshop(
     return JSONResponse(out.model_dump(mode="json"), status_code=201)
 
 
-@router.get("/api/compare", tags=["exports"], responses=ERRORS, response_model=dict[str, Any])
+@router.get(
+    "/api/compare",
+    tags=["exports"],
+    response_model=dict[str, Any],
+    responses={
+        **error_responses(
+            401, 404, 422, 503, s422="Malformed, or no workshop or more than 30 chosen"
+        ),
+        200: {
+            "description": "The comparison (JSON, or CSV with format=csv)",
+            "content": {"application/json": {"schema": {}}, "text/csv": {"schema": {}}},
+        },
+    },
+)
 async def compare_api(
     facilitator: CurrentFacilitator,
     session: SessionDep,
-    workshop_ids: WorkshopIds = None,
-    format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+    workshop_ids: ApiWorkshopIds = None,
+    format: Literal["json", "csv"] = "json",
 ) -> Response:
     comparison = await comparison_for(session, workshop_ids or [], facilitator.id)
     if format == "csv":

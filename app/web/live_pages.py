@@ -165,6 +165,9 @@ async def join(
             organisation=organisation or None,
         )
     except ServiceError as exc:
+        # A refused join rolled back, which expires the workshop the page shows: load
+        # it again here, not lazily inside the template (no I/O there).
+        await session.refresh(workshop)
         message = exc.message[0].upper() + exc.message[1:] + "."
         return render(
             request, "live/join.html", {**context, "error": message}, status_code=exc.status_code

@@ -9,12 +9,54 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict, as the live protocol: 0 is not false and 1 is not "1".
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ErrorOut(BaseModel):
     detail: str = Field(description="What went wrong, in words a person understands")
     code: str = Field(description="Stable machine-readable error code")
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int] = Field(description="Where: 'body', 'query' or 'path', then the field")
+    msg: str
+    type: str
+
+
+class ValidationErrorOut(BaseModel):
+    """FastAPI's answer to a malformed request: one entry per field that is wrong."""
+
+    detail: list[ValidationIssue]
+
+
+class ImportErrorOut(ErrorOut):
+    problems: list[str] = Field(description="Every problem found (at most 50)")
+
+
+_WHY: dict[int, str] = {
+    400: "The body is not valid JSON",
+    401: "Not signed in: no valid bearer token or session cookie",
+    403: "Forbidden",
+    404: "No such workshop, or not one of yours",
+    409: "Conflicts with the current state",
+    422: "Malformed (a field-by-field list) or refused as invalid (`code` says why)",
+    429: "Too many attempts; wait for `Retry-After` seconds",
+    503: "The database cannot be reached just now; nothing was saved, try again",
+}
+
+
+def error_responses(*statuses: int, **why: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route can answer with.
+
+    `why` overrides a description by status (`s409="Name taken"`). A 422 may be either
+    a validation list or a service refusal, so it documents both bodies.
+    """
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        model: Any = ValidationErrorOut | ErrorOut if status == 422 else ErrorOut
+        out[status] = {"model": model, "description": why.get(f"s{status}", _WHY[status])}
+    return out
 
 
 class TokenIn(_In):

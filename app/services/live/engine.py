@@ -6,6 +6,8 @@ This is the only code that both writes and publishes. Events reach every client
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -91,11 +93,22 @@ class DefinitionCache:
 
 class LiveService:
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], hub: Hub, cache: DefinitionCache
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        hub: Hub,
+        cache: DefinitionCache,
+        *,
+        serialize_writes: bool = False,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.hub = hub
         self.cache = cache
+        # SQLite has one writer at a time, and its busy handler waits by sleeping (1 to
+        # 100 ms per try). Queueing writers here instead turns that wait into a handover,
+        # and publishing inside the same turn keeps events in seq order for every socket.
+        self._write_turn: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if serialize_writes else contextlib.nullcontext()
+        )
 
     async def handle(self, actor: Actor, command: Any) -> Outcome:
         """Execute a command; raises Rejected with a message for the sender."""
@@ -105,15 +118,30 @@ class LiveService:
             raise Rejected("unknown_type", f"'{type_}' is not a command")
         if type_ in m.FACILITATOR_ONLY and not actor.is_facilitator:
             raise Rejected("forbidden", "only the facilitator can do that")
+        if type_ == "note.drag":
+            return await self._drag(actor, command)
+        async with self._write_turn:
+            return await self._write(actor, command, handler)
+
+    async def _drag(self, actor: Actor, command: m.DragNote) -> Outcome:
+        """A drag preview is checked and published, never written."""
+        try:
+            async with self.sessionmaker() as session:
+                ctx = await self._context(session, actor, command)
+                await HANDLERS["note.drag"](ctx, command)
+                seq = ctx.workshop.seq  # read before the rollback expires the row
+                await session.rollback()
+        except (OperationalError, DBAPIError, OSError) as exc:
+            raise Rejected("try_again", "the server could not check that; try again") from exc
+        await self._publish_drag(ctx, command, seq)
+        return Outcome(events=[], result={}, seq=None)
+
+    async def _write(self, actor: Actor, command: Any, handler: Handler) -> Outcome:
+        type_ = command.type
         try:
             async with self.sessionmaker() as session:
                 ctx = await self._context(session, actor, command)
                 await handler(ctx, command)
-                if type_ == "note.drag":
-                    seq = ctx.workshop.seq  # read before the rollback expires the row
-                    await session.rollback()
-                    await self._publish_drag(ctx, command, seq)
-                    return Outcome(events=[], result={}, seq=None)
                 session.add(ctx.workshop)
                 await session.commit()
         except IntegrityError as exc:
