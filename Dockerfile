@@ -1,6 +1,11 @@
 FROM python:3.11-slim
 WORKDIR /srv
 ENV PYTHONUNBUFFERED=1 HOST=0.0.0.0 PORT=8000
+# WeasyPrint (PDF reports) needs Pango, HarfBuzz and fonts.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 \
+       libharfbuzz-subset0 libfontconfig1 fonts-dejavu-core fonts-droid-fallback \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY migrations ./migrations

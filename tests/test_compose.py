@@ -289,3 +289,26 @@ def test_nginx_proxying_to_the_wrong_port_is_caught(tmp_path: Path) -> None:
         "nginx.conf proxies to app:8001, app is app:8000",
         "nginx.conf proxies to app:8001, app is app:8000",
     ]
+
+
+def _system_packages(script: str) -> set[str]:
+    match = re.search(r"PACKAGES=\(([^)]*)\)", script)
+    assert match, "scripts/system-deps.sh lists no PACKAGES"
+    return set(match.group(1).split())
+
+
+def test_image_installs_what_pdf_reports_need() -> None:
+    """The image runs the same WeasyPrint stack the tests run (Pango, HarfBuzz, fonts)."""
+    root = Path(__file__).resolve().parents[1]
+    needed = {
+        p
+        for p in _system_packages((root / "scripts" / "system-deps.sh").read_text())
+        if p.startswith(("libpango", "libharfbuzz", "libfontconfig", "fonts-"))
+    }
+    assert len(needed) >= 5
+    dockerfile = (root / "Dockerfile").read_text().replace("\\\n", " ")
+    installs = set()
+    for line in dockerfile.splitlines():
+        if "apt-get install" in line:
+            installs |= set(line.split())
+    assert needed <= installs, f"Dockerfile misses {sorted(needed - installs)}"
