@@ -30,6 +30,7 @@ class Server:
     settings: Settings
     http: httpx.AsyncClient
     app: Any = None
+    clients: list[Client] = field(default_factory=list)  # closed when the server stops
 
     @property
     def ws_base(self) -> str:
@@ -52,7 +53,10 @@ async def server(settings: Settings) -> AsyncIterator[Server]:
     port = srv.servers[0].sockets[0].getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base) as http:
-        yield Server(base, settings, http, app)
+        running = Server(base, settings, http, app)
+        yield running
+        for client in running.clients:  # drop what a test left open (unread frames too)
+            client.ws.transport.abort()
     srv.should_exit = True
     await asyncio.wait_for(task, 10)
 
@@ -166,6 +170,7 @@ class Workshop:
         url = f"{self.server.ws_base}/ws/workshops/{self.id}?" + str(httpx.QueryParams(params))
         ws = await websockets.connect(url, max_size=2**22)
         client = Client(ws, name)
+        self.server.clients.append(client)
         hello = await client.next()
         assert hello["type"] == "hello", hello
         return client

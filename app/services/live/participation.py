@@ -185,8 +185,11 @@ async def _free_spot(ctx: Ctx, function_id: str, area: str) -> tuple[float, floa
             )
         )
     ).one()
-    col, row = int(n) % 4, (int(n) // 4) % 5
-    return round(0.02 + col * 0.25, 4), round(0.02 + row * 0.2, 4)
+    # Two columns of six rows (a note is about a fifth of the canvas high); each
+    # further dozen is offset a little, so a stacked note still shows its edge.
+    cell, layer = int(n) % 12, (int(n) // 12) % 4
+    col, row = cell % 2, cell // 2
+    return round(0.02 + col * 0.48 + layer * 0.03, 4), round(0.01 + row * 0.16 + layer * 0.02, 4)
 
 
 async def create_note(ctx: Ctx, cmd: m.CreateNote) -> None:
