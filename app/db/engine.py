@@ -42,3 +42,21 @@ async def session_scope(
 ) -> AsyncIterator[AsyncSession]:
     async with maker() as session:
         yield session
+
+
+async def begin_consistent_read(session: AsyncSession) -> None:
+    """Make every read that follows in this session see one moment of the database.
+
+    Call it first, before the session has read anything. A snapshot (the workshop's
+    `seq` and the rows it covers) read across several statements must not mix rows
+    committed after that `seq`, or a client would apply those events twice. SQLite
+    (WAL) gets an explicit read transaction; PostgreSQL, REPEATABLE READ.
+    """
+    if session.in_transaction():
+        raise RuntimeError("begin_consistent_read must come before the session's first read")
+    bind = session.get_bind()
+    if bind.dialect.name == "sqlite":
+        connection = await session.connection()
+        await connection.exec_driver_sql("BEGIN")
+    else:
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})

@@ -20,6 +20,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.db.engine import begin_consistent_read
 from app.db.models import Workshop
 from app.realtime import messages as m
 from app.realtime.html import html_context, render_control
@@ -288,6 +289,7 @@ async def _send_missed(
     conn: Connection, rooms: Rooms, session: AsyncSession, live: LiveService, since: int
 ) -> None:
     """Bring the client from `since` to now: the missed events, or a snapshot."""
+    await begin_consistent_read(session)
     workshop = await session.get(Workshop, conn.actor.workshop_id)
     assert workshop is not None
     # A `since` beyond anything stored (stale or bogus) gets a snapshot: trusting it

@@ -208,7 +208,7 @@ async def _participant_page(
     workshop = await session.get(Workshop, wid)
     if me is None or workshop is None:
         return RedirectResponse("/join", status_code=303)
-    view = await room_view(request, session, workshop, "participant", me.id)
+    view = await room_view(request, workshop, "participant", me.id)
     token = request.cookies.get(participant_cookie(wid), "")
     outline = _outline(request, template)
     return render(
@@ -261,7 +261,7 @@ async def _facilitator_page(
     workshop = await session.get(Workshop, wid)
     if workshop is None or workshop.facilitator_id != facilitator.id:
         return render(request, "live/missing.html", {"facilitator": facilitator}, status_code=404)
-    view = await room_view(request, session, workshop, audience, None)
+    view = await room_view(request, workshop, audience, None)
     settings = request.app.state.settings
     outline = _outline(request, template)
     return render(

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from fastapi import Request
-from sqlmodel.ext.asyncio.session import AsyncSession
+from fastapi import HTTPException, Request
 
+from app.db.engine import begin_consistent_read
 from app.db.models import Workshop
 from app.realtime.messages import Audience
 from app.services.live.engine import LiveService
@@ -22,7 +22,6 @@ CHOICES = (("do", "We do this"), ("dont", "We don't"), ("unsure", "Not sure"))
 
 async def room_view(
     request: Request,
-    session: AsyncSession,
     workshop: Workshop,
     audience: Audience,
     participant_id: str | None,
@@ -31,9 +30,16 @@ async def room_view(
     definition, phases = live.cache.get(workshop)
     rooms = request.app.state.rooms.rooms
     presence = dict(rooms[workshop.id].presence) if workshop.id in rooms else {}
-    s = await build_snapshot(
-        session, workshop, definition, phases, audience, participant_id, presence
-    )
+    # The page's seq and the rows it shows come from one moment (events after it
+    # arrive over the socket exactly once).
+    async with request.app.state.sessionmaker() as reader:
+        await begin_consistent_read(reader)
+        current = await reader.get(Workshop, workshop.id)
+        if current is None:
+            raise HTTPException(404, "no such workshop")
+        s = await build_snapshot(
+            reader, current, definition, phases, audience, participant_id, presence
+        )
     phase = s["workshop"]["phase"]
     fid = phase["function_id"]
     function = next((f for f in s["definition"]["functions"] if f["id"] == fid), None)
@@ -61,7 +67,7 @@ async def room_view(
     card_titles = {c["id"]: c["title"] for f in s["definition"]["functions"] for c in f["cards"]}
     return {
         "s": s,
-        "workshop": workshop,
+        "workshop": current,
         "audience": audience,
         "phase": phase,
         "function": function,
