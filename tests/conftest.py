@@ -21,6 +21,14 @@ from tests import pg
 TEST_SECRET = "test-secret-key-" + "x" * 40
 
 
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A migrated scratch PostgreSQL database of its own (dropped afterwards)."""
+    url = pg.create_migrated_database()
+    yield url
+    pg.drop_database(url)
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """One migrated scratch PostgreSQL database for the session."""

@@ -15,10 +15,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,17 +36,12 @@ from app.db.migrate import upgrade
 from app.main import create_app
 from tests import pg
 from tests.conftest import TEST_SECRET, make_settings
+from tests.net import free_port
 from tests.realtime.conftest import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 EPHEMERAL = {"note.dragging", "participant.presence"}
 REPLIES = {"hello", "ack", "error", "pong", "snapshot"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -60,14 +54,6 @@ async def wait_until(check: Callable[[], bool], timeout: float, what: str) -> No
 
 
 # --- databases ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A migrated scratch PostgreSQL database of its own (dropped afterwards)."""
-    url = pg.create_migrated_database()
-    yield url
-    pg.drop_database(url)
 
 
 @pytest.fixture

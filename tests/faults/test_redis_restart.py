@@ -20,7 +20,8 @@ from sqlmodel import col, select
 
 from app.db.engine import make_engine, make_sessionmaker
 from app.db.models import Event, Note
-from tests.faults.conftest import RedisProcess, ServerProcess, Stream, free_port, wait_until
+from tests.faults.conftest import RedisProcess, ServerProcess, Stream, wait_until
+from tests.net import free_port
 from tests.realtime.conftest import new_workshop
 
 pytestmark = pytest.mark.postgres

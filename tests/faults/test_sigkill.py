@@ -37,7 +37,8 @@ from websockets.exceptions import ConnectionClosed
 
 from app.db.engine import make_engine, make_sessionmaker
 from app.db.models import CardVote, Event, Note, Workshop
-from tests.faults.conftest import ServerProcess, Stream, free_port, wait_until
+from tests.faults.conftest import ServerProcess, Stream, wait_until
+from tests.net import free_port
 from tests.realtime.conftest import Workshop as LiveWorkshop
 from tests.realtime.conftest import new_workshop
 

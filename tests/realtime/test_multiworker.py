@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -24,25 +23,13 @@ from app.db.engine import make_engine, make_sessionmaker
 from app.db.models import CardVote, DotVote, Event, LevelDecision, LevelVote, Note, Workshop
 from tests import pg
 from tests.conftest import TEST_SECRET, make_settings
+from tests.net import free_port
 from tests.realtime.conftest import Client, Server, new_workshop
 from tests.realtime.conftest import Workshop as LiveWorkshop
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 pytestmark = pytest.mark.postgres
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    url = pg.create_migrated_database()
-    yield url
-    pg.drop_database(url)
 
 
 @pytest.fixture
@@ -104,7 +91,7 @@ async def _start_worker(url: str, port: int, log: Path) -> subprocess.Popen[byte
 async def workers(
     pg_url: str, redis_ok: None, tmp_path: Path
 ) -> AsyncIterator[tuple[Server, Server]]:
-    ports = (_free_port(), _free_port())
+    ports = (free_port(), free_port())
     procs = [
         await _start_worker(pg_url, port, tmp_path / f"worker-{i}.log")
         for i, port in enumerate(ports)
