@@ -162,6 +162,16 @@
     });
     layout();
   }
+  // An appended element (a note, a person) replaces any copy already on the page, so
+  // an event that arrives for something the page already shows never doubles it.
+  document.addEventListener("htmx:oobBeforeSwap", function (evt) {
+    var fragment = evt.detail && evt.detail.fragment;
+    if (!fragment || !fragment.children) return;
+    Array.prototype.forEach.call(fragment.children, function (child) {
+      var old = child.id && document.getElementById(child.id);
+      if (old && old !== evt.detail.target) old.remove();
+    });
+  });
   document.addEventListener("htmx:wsAfterMessage", applySignals);
   document.addEventListener("htmx:afterSettle", layout);
   document.addEventListener("DOMContentLoaded", layout);
