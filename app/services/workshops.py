@@ -13,7 +13,12 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models import Participant, Workshop
-from app.domain.definitions import Definition, definition_to_snapshot
+from app.domain.definitions import (
+    Definition,
+    DefinitionError,
+    definition_from_snapshot,
+    definition_to_snapshot,
+)
 from app.services.errors import Conflict, Forbidden, Invalid, NotFound
 from app.services.events import append_event
 
@@ -51,9 +56,10 @@ async def create_workshop(
     definition: Definition,
     title: str,
     anonymous: bool | None = None,
+    functions: list[str] | None = None,
 ) -> Workshop:
     title = clean_text(title, field="title", max_length=MAX_TITLE)
-    snapshot = definition_to_snapshot(definition)
+    snapshot = definition_to_snapshot(choose_functions(definition, functions))
     for _attempt in range(8):
         workshop = Workshop(
             facilitator_id=facilitator_id,
@@ -81,6 +87,33 @@ async def create_workshop(
         await session.commit()
         return workshop
     raise Conflict("could not allocate a join code; try again")
+
+
+def choose_functions(definition: Definition, functions: list[str] | None) -> Definition:
+    """The definition with only the chosen core functions, in the chosen order.
+
+    A workshop rarely covers all five functions in one sitting: the facilitator picks
+    which ones this session covers. None keeps them all, in the definition's order.
+    """
+    if functions is None:
+        return definition
+    known = {f.id: f for f in definition.functions}
+    unknown = [f for f in functions if f not in known]
+    if unknown:
+        raise Invalid(
+            f"no core function {', '.join(repr(f) for f in unknown)} in "
+            f"'{definition.id}' (it has: {', '.join(known)})"
+        )
+    if len(set(functions)) != len(functions):
+        raise Invalid("each core function may be chosen once")
+    if not functions:
+        raise Invalid("choose at least one core function")
+    snapshot = definition_to_snapshot(definition)
+    snapshot["functions"] = [known[f].model_dump(mode="json") for f in functions]
+    try:
+        return definition_from_snapshot(snapshot)
+    except DefinitionError as exc:  # e.g. an agenda rule the subset breaks
+        raise Invalid(f"these core functions do not make a valid workshop: {exc}") from exc
 
 
 async def get_workshop(session: AsyncSession, workshop_id: str) -> Workshop:

@@ -116,17 +116,7 @@ async def _workshop_out(
             .where(Participant.workshop_id == workshop.id, Participant.removed_at == None)  # noqa: E711
         )
     ).one()
-    return WorkshopOut(
-        id=workshop.id,
-        title=workshop.title,
-        definition_id=workshop.definition_id,
-        state=workshop.state,
-        join_code=workshop.join_code,
-        join_url=f"{settings.public_url}/join/{workshop.join_code}",
-        anonymous=workshop.anonymous,
-        participants=int(count),
-        created_at=workshop.created_at,
-    )
+    return WorkshopOut.of(workshop, settings.public_url, int(count))
 
 
 @router.post(
@@ -141,8 +131,8 @@ async def _workshop_out(
         422,
         503,
         s409="No free join code could be drawn; try again",
-        s422="Malformed, or an unknown definition, or a title that is blank or has control "
-        "characters",
+        s422="Malformed, or an unknown definition, a title that is blank or has control "
+        "characters, or core functions the definition does not have",
     ),
 )
 async def create_workshop(
@@ -162,6 +152,7 @@ async def create_workshop(
         definition=definition,
         title=body.title,
         anonymous=body.anonymous,
+        functions=body.functions,
     )
     return await _workshop_out(session, settings, workshop)
 

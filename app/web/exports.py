@@ -172,17 +172,8 @@ async def import_workshop(
     except ImportRejected as exc:
         body = {"detail": exc.message, "code": exc.code, "problems": exc.problems}
         return JSONResponse(body, status_code=exc.status_code)
-    out = WorkshopOut(
-        id=workshop.id,
-        title=workshop.title,
-        definition_id=workshop.definition_id,
-        state=workshop.state,
-        join_code=workshop.join_code,
-        join_url=f"{settings.public_url}/join/{workshop.join_code}",
-        anonymous=workshop.anonymous,
-        participants=sum(1 for p in data["participants"] if not p["removed"]),
-        created_at=workshop.created_at,
-    )
+    participants = sum(1 for p in data["participants"] if not p["removed"])
+    out = WorkshopOut.of(workshop, settings.public_url, participants)
     return JSONResponse(out.model_dump(mode="json"), status_code=201)
 
 

@@ -158,6 +158,7 @@ async def dashboard_create(
     facilitator: MaybeFacilitator,
     title: Annotated[str, Form(max_length=400)] = "",
     definition: Annotated[str, Form(max_length=64)] = "",
+    functions: Annotated[list[str] | None, Form(max_length=200)] = None,
     csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
     if facilitator is None:
@@ -175,8 +176,17 @@ async def dashboard_create(
             status_code=422,
         )
     try:
+        # The form lists every definition's functions as "definition:function".
+        picked = None
+        if functions is not None:
+            prefix = f"{chosen.id}:"
+            picked = [f.removeprefix(prefix) for f in functions if f.startswith(prefix)]
         await workshop_service.create_workshop(
-            session, facilitator_id=facilitator.id, definition=chosen, title=title
+            session,
+            facilitator_id=facilitator.id,
+            definition=chosen,
+            title=title,
+            functions=picked,
         )
     except ServiceError as exc:
         return await _dashboard(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.db.models import Workshop
 
 
 class _In(BaseModel):
@@ -96,6 +98,13 @@ class WorkshopCreate(_In):
     anonymous: bool | None = Field(
         default=None, description="Hide names from other participants; default from the definition"
     )
+    functions: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None,
+        max_length=12,
+        description="The core functions this workshop covers, in this order (ids from the "
+        "definition); default: all of them, in the definition's order",
+        examples=[["measurement", "customer-understanding"]],
+    )
 
 
 class WorkshopOut(BaseModel):
@@ -107,7 +116,23 @@ class WorkshopOut(BaseModel):
     join_url: str
     anonymous: bool
     participants: int
+    functions: list[str] = Field(description="The core functions it covers, in agenda order")
     created_at: datetime
+
+    @classmethod
+    def of(cls, workshop: Workshop, public_url: str, participants: int) -> WorkshopOut:
+        return cls(
+            id=workshop.id,
+            title=workshop.title,
+            definition_id=workshop.definition_id,
+            state=workshop.state,
+            join_code=workshop.join_code,
+            join_url=f"{public_url}/join/{workshop.join_code}",
+            anonymous=workshop.anonymous,
+            participants=participants,
+            functions=[f["id"] for f in workshop.definition.get("functions", [])],
+            created_at=workshop.created_at,
+        )
 
 
 class ParticipantCreate(_In):

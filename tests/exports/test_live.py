@@ -9,11 +9,16 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from pathlib import Path
 
-from tests.realtime.conftest import Server, new_workshop
+import jsonschema
+
+from tests.realtime.conftest import Server, Workshop, new_workshop
 
 # The live-server fixture, shared with the realtime tests.
 from tests.realtime.conftest import server as server
+
+SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "export.schema.json"
 
 
 async def test_live_workshop_exports_and_round_trips(server: Server) -> None:
@@ -81,3 +86,43 @@ async def test_live_workshop_exports_and_round_trips(server: Server) -> None:
     )
     assert json.loads(again.content) == document
     assert again.content == exported.content
+
+
+async def test_workshop_covering_some_functions_exports_them_only(server: Server) -> None:
+    """A session that covers two functions, in its own order, reports those two."""
+    base = await new_workshop(server)
+    headers = {"Authorization": f"Bearer {base.facilitator_token}"}
+    created = await server.http.post(
+        "/api/workshops",
+        json={
+            "definition": "dhs-cx-maturity",
+            "title": "Two functions",
+            "functions": ["customer-understanding", "measurement"],
+        },
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    workshop = Workshop(server, body["id"], body["join_code"], base.facilitator_token)
+    fac = await workshop.facilitator()
+    _pid, ana = await workshop.participant("Ana")
+    await fac.do("workshop.start")  # -> Customer Understanding: sort
+    await fac.do("phase.goto", index=3)  # its level vote
+    await ana.do("level.vote", level=2)
+    await fac.do("votes.reveal")
+    await fac.do("level.record", function_id="customer-understanding", level=2, note="Clear")
+    refused = await fac.refused("level.record", function_id="governance-strategy", level=0)
+    assert refused["code"] == "unknown_function", refused
+
+    url = f"/api/workshops/{workshop.id}/export"
+    document = (await server.http.get(url, params={"format": "json"}, headers=headers)).json()
+    jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text())).validate(document)
+    functions = [f["function_id"] for f in document["scores"]["functions"]]
+    assert functions == ["customer-understanding", "measurement"]
+    assert document["scores"]["functions"][0]["recorded_level_name"] == "Exemplary"
+    report = (await server.http.get(url, params={"format": "md"}, headers=headers)).text
+    assert "Customer Understanding" in report and "Governance" not in report
+    assert report.index("Customer Understanding") < report.index("Measurement")
+    for fmt in ("csv", "pdf"):
+        got = await server.http.get(url, params={"format": fmt}, headers=headers)
+        assert got.status_code == 200, fmt

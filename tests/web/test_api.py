@@ -8,6 +8,8 @@ from sqlmodel import func, select
 from app.config import Settings
 from app.db.engine import make_engine, make_sessionmaker
 from app.db.models import CardVote, Event, LevelDecision, LevelVote, Participant, Workshop
+from app.domain.definitions import definition_from_snapshot
+from app.domain.phases import expand_phases
 from app.services.security import PARTICIPANT, TokenCodec
 from tests.conftest import TEST_SECRET, FacilitatorLogin, make_facilitator
 
@@ -118,6 +120,52 @@ async def test_create_workshop_refusals_write_nothing(
     assert extra.status_code == 422
     assert await _count(settings, Workshop) == 0
     assert await _count(settings, Event) == 0
+
+
+async def test_create_workshop_covering_chosen_functions(
+    client: httpx.AsyncClient, facilitator: FacilitatorLogin, settings: Settings
+) -> None:
+    chosen = ["customer-understanding", "measurement"]
+    created = await client.post(
+        "/api/workshops",
+        json={"definition": "dhs-cx-maturity", "title": "Two functions", "functions": chosen},
+        headers=facilitator.headers,
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["functions"] == chosen
+    score = await client.get(f"/api/workshops/{body['id']}/score", headers=facilitator.headers)
+    assert [f["function_id"] for f in score.json()["functions"]] == chosen
+    # The agenda runs through the chosen functions only, in the chosen order.
+    engine = make_engine(settings.database_url)
+    async with make_sessionmaker(engine)() as session:
+        workshop = await session.get(Workshop, body["id"])
+        assert workshop is not None
+        definition = definition_from_snapshot(workshop.definition)
+    await engine.dispose()
+    keys = [p.key for p in expand_phases(definition)]
+    assert keys[:2] == ["lobby", "customer-understanding.sort"]
+    assert {k.split(".")[0] for k in keys if "." in k} == set(chosen)
+    everything = await _create(client, facilitator)
+    assert len(everything["functions"]) == 5
+
+
+async def test_create_workshop_refuses_functions_it_does_not_have(
+    client: httpx.AsyncClient, facilitator: FacilitatorLogin, settings: Settings
+) -> None:
+    for functions, says in (
+        (["measurement", "no-such-function"], "no core function 'no-such-function'"),
+        (["measurement", "measurement"], "chosen once"),
+        ([], "at least one"),
+    ):
+        bad = await client.post(
+            "/api/workshops",
+            json={"definition": "dhs-cx-maturity", "title": "x", "functions": functions},
+            headers=facilitator.headers,
+        )
+        assert bad.status_code == 422, functions
+        assert says in bad.json()["detail"], bad.json()
+    assert await _count(settings, Workshop) == 0
 
 
 async def test_other_facilitator_cannot_see_workshop(

@@ -80,6 +80,32 @@ async def test_dashboard_creates_workshop_with_escaped_title(
     )
     assert bad.status_code == 422
     assert "Choose one of the listed definitions." in bad.text
+    # The form lists each definition's core functions; unticked ones are left out.
+    assert 'value="dhs-cx-maturity:governance-strategy" checked' in dashboard.text
+    picked = await client.post(
+        "/dashboard/workshops",
+        data={
+            "title": "Governance only",
+            "definition": "dhs-cx-maturity",
+            "functions": ["", "dhs-cx-maturity:governance-strategy", "govcx-four-level:x"],
+            "csrf_token": _csrf(dashboard.text),
+        },
+    )
+    assert picked.status_code == 303
+    listed = await client.get("/api/workshops")
+    assert listed.json()[0]["functions"] == ["governance-strategy"]
+    none_ticked = await client.post(
+        "/dashboard/workshops",
+        data={
+            "title": "Nothing",
+            "definition": "dhs-cx-maturity",
+            "functions": [""],
+            "csrf_token": _csrf(dashboard.text),
+        },
+    )
+    assert none_ticked.status_code == 422
+    assert "choose at least one core function" in none_ticked.text
+    assert len((await client.get("/api/workshops")).json()) == 2
     out = await client.post(
         "/signout", data={"csrf_token": _csrf(dashboard.text)}, follow_redirects=False
     )
