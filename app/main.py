@@ -23,7 +23,7 @@ from app.services.live.engine import DefinitionCache, LiveService
 from app.services.security import TokenCodec
 from app.web import api, errors, exports, live_pages, pages
 from app.web.headers import SecurityHeadersMiddleware
-from app.web.ratelimit import JOIN_LIMIT, SIGN_IN_LIMIT, AttemptLimiter
+from app.web.ratelimit import make_limiters
 from app.web.templating import make_templates
 
 log = logging.getLogger("app")
@@ -51,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await hub.stop()
             await engine.dispose()
+            if limiter_redis is not None:
+                await limiter_redis.aclose()
 
     app = FastAPI(
         title="CX Maturity Workshop",
@@ -64,8 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # with a message naming the file and field, rather than failing mid-workshop.
     app.state.definitions = load_definitions(Path(settings.definitions_dir))
     app.state.templates = make_templates()
-    app.state.sign_in_limiter = AttemptLimiter(*SIGN_IN_LIMIT)
-    app.state.join_limiter = AttemptLimiter(*JOIN_LIMIT)
+    sign_in_limiter, join_limiter, limiter_redis = make_limiters(settings.redis_url)
+    app.state.sign_in_limiter = sign_in_limiter
+    app.state.join_limiter = join_limiter
 
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:

@@ -75,11 +75,11 @@ async def issue_token(
     limiter = request.app.state.sign_in_limiter
     keys = (client_address(request), f"email:{body.email.strip().lower()}")
     for key in keys:
-        ratelimit.check(limiter, key, "failed sign-ins")
+        await ratelimit.check(limiter, key, "failed sign-ins")
     facilitator = await authenticate(session, body.email, body.password)
     if facilitator is None:
         for key in keys:
-            limiter.failed(key)
+            await limiter.failed(key)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "the email or password is wrong",
@@ -216,7 +216,7 @@ async def join_workshop(
 ) -> ParticipantOut:
     limiter = request.app.state.join_limiter
     address = client_address(request)
-    ratelimit.check(limiter, address, "attempts with a wrong join code")
+    await ratelimit.check(limiter, address, "attempts with a wrong join code")
     try:
         joined = await workshop_service.join_workshop(
             session,
@@ -226,7 +226,7 @@ async def join_workshop(
             organisation=body.organisation,
         )
     except Forbidden:
-        limiter.failed(address)
+        await limiter.failed(address)
         raise
     await request.app.state.live.publish(joined.workshop.id, joined.event)
     token = codec.dumps(PARTICIPANT, {"w": joined.workshop.id, "p": joined.participant.id})

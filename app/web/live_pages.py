@@ -76,7 +76,7 @@ async def join_with_code(
 ) -> Response:
     limiter = request.app.state.join_limiter
     address = client_address(request)
-    if limiter.blocked(address):
+    if await limiter.blocked(address):
         return render(
             request,
             "live/join.html",
@@ -92,7 +92,7 @@ async def join_with_code(
         )
     workshop = await _workshop_by_code(session, code)
     if workshop is None:
-        limiter.failed(address)
+        await limiter.failed(address)
     if workshop is not None and await _me(request, session, codec, settings, workshop.id):
         return RedirectResponse(f"/w/{workshop.id}", status_code=303)
     error = None if workshop else "No workshop has that code. Check it with your facilitator."
@@ -125,7 +125,7 @@ async def join(
     check_csrf(request, csrf_token)
     limiter = request.app.state.join_limiter
     address = client_address(request)
-    if limiter.blocked(address):
+    if await limiter.blocked(address):
         return render(
             request,
             "live/join.html",
@@ -141,7 +141,7 @@ async def join(
         )
     workshop = await _workshop_by_code(session, code)
     if workshop is None:
-        limiter.failed(address)
+        await limiter.failed(address)
     context = {
         "code": code,
         "workshop": workshop,

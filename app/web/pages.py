@@ -64,7 +64,7 @@ async def signin(
     check_csrf(request, csrf_token)
     limiter = request.app.state.sign_in_limiter
     keys = (client_address(request), f"email:{email.strip().lower()}")
-    if any(limiter.blocked(key) for key in keys):
+    if any([await limiter.blocked(key) for key in keys]):
         return render(
             request,
             "signin.html",
@@ -77,7 +77,7 @@ async def signin(
     facilitator = await authenticate(session, email, password) if email and password else None
     if facilitator is None:
         for key in keys:
-            limiter.failed(key)
+            await limiter.failed(key)
         return render(
             request,
             "signin.html",
