@@ -61,7 +61,7 @@ def render_html(
     context: dict[str, Any],
 ) -> str:
     """`context`: the workshop's card titles, board areas and colours."""
-    return _template().render(e=render(message, audience, anonymous), **context)
+    return _template().render(e=render(message, audience, anonymous), audience=audience, **context)
 
 
 def render_control(message: dict[str, Any]) -> str:

@@ -35,8 +35,18 @@
     socket = evt.detail.socketWrapper;
     setConnection("open", "Connected");
   });
-  document.addEventListener("htmx:wsClose", function () {
-    setConnection("closed", "Reconnecting…");
+  // The ws extension reconnects only after these close codes (a dropped network, a
+  // restarting server); after others (removed: 4003, refused as abuse) it stays closed.
+  var RETRIED = [1006, 1011, 1012, 1013];
+  document.addEventListener("htmx:wsClose", function (evt) {
+    var code = evt.detail && evt.detail.event ? evt.detail.event.code : 1006;
+    if (code === 4003) {
+      setConnection("removed", "You were removed from this workshop");
+    } else if (RETRIED.indexOf(code) >= 0) {
+      setConnection("closed", "Reconnecting…");
+    } else {
+      setConnection("closed", "Disconnected. Reload the page to continue.");
+    }
   });
   document.addEventListener("htmx:wsError", function () {
     setConnection("closed", "Reconnecting…");
@@ -106,7 +116,8 @@
   var signals = {
     refresh: function (s) {
       if (s.participant && s.participant === body.getAttribute("data-me")) {
-        setConnection("closed", "You were removed from this workshop");
+        setConnection("removed", "You were removed from this workshop");
+        return;
       }
       refreshStage();
     },

@@ -86,7 +86,22 @@ def test_one_core_function_end_to_end(server: LiveServer, browser: Browser) -> N
     fac.goto(f"{server.base}/console/{workshop_id}")
     _connected(fac)
     expect(fac.locator("#participants li")).to_have_count(3)
+    # Someone joins by mistake: they appear live, and removing them takes a confirmation.
+    dee = checks.page(browser, "Dee", PHONE)
+    dee.goto(f"{server.base}/join/{code}")
+    dee.fill("#display_name", "Dee")
+    dee.click("button:has-text('Join')")
+    _connected(dee)
+    dee_row = fac.locator("#participants li", has_text="Dee")
+    dee_row.locator("summary").click()
     checks.axe_check(fac, "console-lobby")
+    dee_row.locator("button:has-text('Yes, remove Dee')").click()
+    expect(dee.locator("#connection")).to_have_attribute("data-state", "removed")
+    expect(dee.locator("#connection")).to_have_text("You were removed from this workshop")
+    dee.wait_for_timeout(1500)  # no reconnect attempt turns it back into "Reconnecting…"
+    expect(dee.locator("#connection")).to_have_attribute("data-state", "removed")
+    expect(fac.locator("#participants li")).to_have_count(3)
+    dee.close()
     projector = checks.page(browser, "projector", DESKTOP)
     projector.context.add_cookies(fac.context.cookies())  # type: ignore[arg-type]
     projector.goto(f"{server.base}/projector/{workshop_id}")

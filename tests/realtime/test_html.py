@@ -75,3 +75,19 @@ async def test_html_client_resumes_from_the_seq_its_page_showed(workshop: Worksh
     assert "area-notes-measurement-hope" in fragment
     await page.close()
     await fac.close()
+
+
+async def test_a_joiner_can_be_removed_from_the_console_at_once(workshop: Workshop) -> None:
+    """The facilitator's fragment for a new participant carries the remove control."""
+    console = await _html_socket(workshop, workshop.facilitator_token)
+    first_pid, first_token = await workshop.join("Ann")
+    first = await _html_socket(workshop, first_token)
+    pid, _token = await workshop.join("Bo <b>")
+    for_facilitator = await _until(console, f'id="participant-{pid}"')
+    assert "Yes, remove Bo &lt;b&gt;" in for_facilitator
+    assert '"participant.remove"' in for_facilitator and pid in for_facilitator
+    for_participant = await _until(first, f'id="participant-{pid}"')
+    assert "participant.remove" not in for_participant and "Bo &lt;b&gt;" in for_participant
+    for ws in (console, first):
+        await ws.close()
+    assert first_pid
