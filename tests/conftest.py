@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
@@ -19,6 +21,7 @@ from app.services.facilitators import create_facilitator
 from tests import pg
 
 TEST_SECRET = "test-secret-key-" + "x" * 40
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture
@@ -27,6 +30,19 @@ def pg_url() -> Iterator[str]:
     url = pg.create_migrated_database()
     yield url
     pg.drop_database(url)
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    """The machine's Redis (fails in CI when it is missing, skips elsewhere)."""
+    client = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except Exception as exc:
+        pg.require_service("Redis", exc)
+    finally:
+        await client.aclose()
+    return REDIS_URL
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, expect, sync_playwright
 
-from tests.net import free_port
+from tests.net import free_port, uvicorn_command
 
 # Waiting, not timing: a loaded CI machine may take longer than Playwright's 5 s default
 # for a live update to reach another browser. Nothing here asserts how long it took.
@@ -80,18 +80,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     )
     log = open(tmp_path_factory.mktemp("logs") / "server.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.asgi:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--ws-max-size",
-            "65536",
-        ],
+        uvicorn_command(port, log_level="info"),
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ from app.db.migrate import upgrade
 from app.main import create_app
 from tests import pg
 from tests.conftest import TEST_SECRET, make_settings
-from tests.net import free_port
+from tests.net import free_port, uvicorn_command
 from tests.realtime.conftest import Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,20 +104,7 @@ class ServerProcess:
         log = self.log.with_suffix(f".{self.starts}.log")
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "app.asgi:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--ws-max-size",
-                    "65536",
-                    "--log-level",
-                    "warning",
-                ],
+                uvicorn_command(self.port),
                 cwd=ROOT,
                 env=env,
                 stdout=out,

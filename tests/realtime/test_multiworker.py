@@ -10,37 +10,22 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from sqlmodel import func, select
 
 from app.db.engine import make_engine, make_sessionmaker
 from app.db.models import CardVote, DotVote, Event, LevelDecision, LevelVote, Note, Workshop
-from tests import pg
-from tests.conftest import TEST_SECRET, make_settings
-from tests.net import free_port
+from tests.conftest import REDIS_URL, TEST_SECRET, make_settings
+from tests.net import free_port, uvicorn_command
 from tests.realtime.conftest import Client, Server, new_workshop
 from tests.realtime.conftest import Workshop as LiveWorkshop
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def redis_ok() -> None:
-    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        await client.ping()
-    except Exception as exc:
-        pg.require_service("Redis", exc)
-    finally:
-        await client.aclose()
 
 
 async def _start_worker(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -54,20 +39,7 @@ async def _start_worker(url: str, port: int, log: Path) -> subprocess.Popen[byte
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.asgi:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--ws-max-size",
-                "65536",
-                "--log-level",
-                "warning",
-            ],
+            uvicorn_command(port),
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -89,7 +61,7 @@ async def _start_worker(url: str, port: int, log: Path) -> subprocess.Popen[byte
 
 @pytest.fixture
 async def workers(
-    pg_url: str, redis_ok: None, tmp_path: Path
+    pg_url: str, redis_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[Server, Server]]:
     ports = (free_port(), free_port())
     procs = [

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import httpx
@@ -14,22 +12,7 @@ from redis.asyncio import Redis
 from app.config import Settings
 from app.main import create_app
 from app.web.ratelimit import SIGN_IN_LIMIT, RedisAttemptLimiter
-from tests import pg
 from tests.conftest import FacilitatorLogin, make_facilitator, make_settings
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-@pytest.fixture
-async def redis_url() -> AsyncIterator[str]:
-    client = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        await client.ping()
-    except Exception as exc:
-        pg.require_service("Redis", exc)
-    finally:
-        await client.aclose()
-    yield REDIS_URL
 
 
 async def _workers(
