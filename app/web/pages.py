@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import select
 
 from app.db.models import Workshop
+from app.exports import importer
+from app.exports.checks import ImportRejected
 from app.services import workshops as workshop_service
 from app.services.errors import ServiceError
 from app.services.facilitators import authenticate
@@ -22,6 +25,7 @@ from app.web.deps import (
     SessionDep,
     SettingsDep,
 )
+from app.web.exports import MAX_IMPORT_BYTES
 from app.web.ratelimit import client_address
 
 router = APIRouter(include_in_schema=False)
@@ -196,6 +200,45 @@ async def dashboard_create(
             definitions,
             facilitator,
             error=f"Could not create the workshop: {exc.message}.",
+            status_code=exc.status_code,
+        )
+    return RedirectResponse("/dashboard", status_code=303)
+
+
+@router.post("/dashboard/import", response_class=HTMLResponse)
+async def dashboard_import(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    definitions: DefinitionsDep,
+    facilitator: MaybeFacilitator,
+    export: Annotated[UploadFile | None, File()] = None,
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    """Recreate a workshop from its JSON export (the same import as the API's)."""
+    if facilitator is None:
+        return RedirectResponse("/signin", status_code=303)
+    check_csrf(request, csrf_token)
+    try:
+        if export is None or not export.filename:
+            raise ImportRejected(["choose a JSON export file"])
+        body = await export.read(MAX_IMPORT_BYTES + 1)
+        if len(body) > MAX_IMPORT_BYTES:
+            raise ImportRejected([f"the file is larger than {MAX_IMPORT_BYTES // 2**20} MB"])
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise ImportRejected(["the file is not a JSON export"]) from exc
+        await importer.import_workshop(session, data, facilitator.id)
+    except ImportRejected as exc:
+        shown = "; ".join(exc.problems[:5]) + (" …" if len(exc.problems) > 5 else "")
+        return await _dashboard(
+            request,
+            session,
+            settings,
+            definitions,
+            facilitator,
+            error=f"Could not import it: {shown}.",
             status_code=exc.status_code,
         )
     return RedirectResponse("/dashboard", status_code=303)

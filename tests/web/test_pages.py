@@ -111,3 +111,53 @@ async def test_dashboard_creates_workshop_with_escaped_title(
     )
     assert out.status_code == 303
     assert (await client.get("/api/workshops")).status_code == 401
+
+
+async def test_dashboard_imports_a_json_export(
+    client: httpx.AsyncClient, facilitator: FacilitatorLogin
+) -> None:
+    created = await client.post(
+        "/api/workshops",
+        json={"definition": "dhs-cx-maturity", "title": "Customs, last year"},
+        headers=facilitator.headers,
+    )
+    wid = created.json()["id"]
+    exported = await client.get(
+        f"/api/workshops/{wid}/export", params={"format": "json"}, headers=facilitator.headers
+    )
+    assert exported.status_code == 200
+    token = _csrf((await client.get("/signin")).text)
+    await client.post(
+        "/signin",
+        data={"email": facilitator.email, "password": facilitator.password, "csrf_token": token},
+    )
+    dashboard = await client.get("/dashboard")
+    assert 'action="/dashboard/import"' in dashboard.text and 'href="/compare"' in dashboard.text
+    csrf = _csrf(dashboard.text)
+
+    def upload(name: str, content: bytes) -> dict[str, tuple[str, bytes, str]]:
+        return {"export": (name, content, "application/json")}
+
+    ok = await client.post(
+        "/dashboard/import",
+        data={"csrf_token": csrf},
+        files=upload("customs.json", exported.content),
+        follow_redirects=True,
+    )
+    assert ok.status_code == 200
+    listed = (await client.get("/api/workshops")).json()
+    assert [w["title"] for w in listed] == ["Customs, last year", "Customs, last year"]
+    assert len({w["id"] for w in listed}) == 2
+
+    for content, says in (
+        (b"not json", "the file is not a JSON export"),
+        (b'{"schema_version": 1}', "Could not import it"),
+    ):
+        bad = await client.post(
+            "/dashboard/import", data={"csrf_token": csrf}, files=upload("x.json", content)
+        )
+        assert bad.status_code == 422, bad.text
+        assert says in bad.text
+    no_csrf = await client.post("/dashboard/import", files=upload("c.json", exported.content))
+    assert no_csrf.status_code == 403
+    assert len((await client.get("/api/workshops")).json()) == 2  # nothing half-written
