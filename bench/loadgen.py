@@ -62,7 +62,10 @@ class Recorder:
         self.confirm: dict[str, array[float]] = {}
         self.fanout: dict[str, list[float]] = {}  # cid -> [sent, last, recipients, room size]
         self.slip: array[float] = array("d")
-        self.frames = 0  # event frames received while on
+        # Events delivered while on (one per event and recipient, as the floor sends
+        # them; an event superseded within a batch counts), and WebSocket frames.
+        self.frames = 0
+        self.wire_frames = 0
         self.bytes = 0
         self.untimed = 0  # stored events without ts (replayed by a catch-up)
         self.errors: Counter[str] = Counter()
@@ -168,11 +171,32 @@ class Client:
         if type_ in CONTROL:
             self._control(type_, msg, now)
             return
+        if REC.on:
+            REC.wire_frames += 1
+            REC.bytes += len(raw)
+            REC.last_arrival = now
+        if type_ != "batch":
+            self.on_event(msg, now)
+            return
+        # A batch covers every stored seq from `from` to its last stored event; events
+        # superseded within it (vote totals) are left out but count as received.
+        covered = msg.get("from")
+        for event in msg["events"]:
+            if covered is not None and event.get("type") not in EPHEMERAL:
+                seq = int(event["seq"])
+                while covered < seq:
+                    self.seqs.append(covered)
+                    covered += 1
+                    if REC.on:
+                        REC.frames += 1
+                covered = max(covered, seq + 1)
+            self.on_event(event, now)
+
+    def on_event(self, msg: dict[str, Any], now: float) -> None:
+        type_ = msg.get("type")
         seq = int(msg["seq"])
         if REC.on:
             REC.frames += 1
-            REC.bytes += len(raw)
-            REC.last_arrival = now
         ts = msg.get("ts")
         ephemeral = type_ in EPHEMERAL
         if ts is not None:
@@ -672,6 +696,7 @@ class Generator:
                 "confirm_by_kind": {k: summary(v) for k, v in REC.confirm.items()},
                 "slip": summary(REC.slip),
                 "frames": REC.frames,
+                "wire_frames": REC.wire_frames,
                 "bytes": REC.bytes,
                 "untimed_deliveries": REC.untimed,
                 "incomplete_fanouts": incomplete,

@@ -18,12 +18,13 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models import Workshop
 from app.realtime import messages as m
 from app.realtime.html import html_context, render_control
-from app.realtime.rooms import CLOSE_REMOVED, Connection, Rooms, close_quietly
+from app.realtime.rooms import CLOSE_REMOVED, Connection, Frame, Room, Rooms, close_quietly
 from app.services.identity import participant_cookie, participant_from_token
 from app.services.live.context import Actor, Rejected
 from app.services.live.engine import LiveService
@@ -169,7 +170,7 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
             # Presence carries the newest seq known here, so a client that has not seen
             # an event up to it (a publish lost in transit) fetches it first.
             await live.publish_presence(actor, "online", max(room.last_seq, workshop.seq))
-        await _reader(conn, live)
+        await _reader(conn, live, room)
         # The reader gave up on this client (a policy close is queued): let the writer
         # send what is queued before it, then the close frame.
         await asyncio.wait({writer}, timeout=5)
@@ -187,7 +188,7 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
             await live.publish_presence(actor, "offline", room.last_seq)
 
 
-async def _reader(conn: Connection, live: LiveService) -> None:
+async def _reader(conn: Connection, live: LiveService, room: Room) -> None:
     ws = conn.ws
     bucket = TokenBucket(RATE_PER_SECOND, RATE_BURST)
     strikes = 0
@@ -219,7 +220,7 @@ async def _reader(conn: Connection, live: LiveService) -> None:
             last_strike = now
             strikes += 1
             if strikes > MAX_STRIKES:
-                conn.put("close", (CLOSE_POLICY, "too many messages"))
+                conn.after_events("close", (CLOSE_POLICY, "too many messages"))
                 return
             conn.control(
                 m.ErrorMessage(
@@ -236,7 +237,7 @@ async def _reader(conn: Connection, live: LiveService) -> None:
                 ).model_dump()
             )
             continue
-        await _execute(conn, live, command)
+        await _execute(conn, live, command, room)
 
 
 def _parse(text: str, fmt: str) -> Any:
@@ -253,7 +254,7 @@ def _parse(text: str, fmt: str) -> Any:
     return m.COMMANDS.validate_python(data, strict=False)
 
 
-async def _execute(conn: Connection, live: LiveService, command: Any) -> None:
+async def _execute(conn: Connection, live: LiveService, command: Any, room: Room) -> None:
     if isinstance(command, m.Ping):
         conn.control(m.Pong(cid=command.cid, seq=conn.last_seq).model_dump())
         return
@@ -265,11 +266,16 @@ async def _execute(conn: Connection, live: LiveService, command: Any) -> None:
         )
         return
     if isinstance(command, m.Sync):
-        conn.put("resync", command.last_seq)
+        conn.after_events("resync", command.last_seq)
         conn.control(m.Ack(cid=command.cid, seq=None).model_dump())  # after the catch-up
         return
     if isinstance(command, m.SetPresence):
         await live.publish_presence(conn.actor, command.status, conn.last_seq)
+        conn.control(m.Ack(cid=command.cid, seq=None).model_dump())
+        return
+    if isinstance(command, m.DragNote) and await _drag_admitted(conn, live, room, command):
+        # A drag preview the room's memory vouches for: published, no database.
+        await live.publish_drag(conn.actor, command, room.last_seq)
         conn.control(m.Ack(cid=command.cid, seq=None).model_dump())
         return
     try:
@@ -279,9 +285,28 @@ async def _execute(conn: Connection, live: LiveService, command: Any) -> None:
             m.ErrorMessage(cid=command.cid, code=exc.code, message=exc.message).model_dump()
         )
         if exc.code == "removed":
-            conn.put("close", (CLOSE_REMOVED, "removed from the workshop"))
+            conn.after_events("close", (CLOSE_REMOVED, "removed from the workshop"))
         return
     conn.control(m.Ack(cid=command.cid, seq=outcome.seq, result=outcome.result).model_dump())
+
+
+async def _drag_admitted(
+    conn: Connection, live: LiveService, room: Room, command: m.DragNote
+) -> bool:
+    """Whether the room's memory admits this drag; when it does not (or cannot), the
+    caller checks against the database, which gives the exact refusal."""
+    gate = room.gate
+    if not gate.loaded:
+
+        def kinds(workshop: Workshop) -> list[str]:
+            return [phase.kind.value for phase in live.cache.get(workshop)[1]]
+
+        try:
+            async with live.sessionmaker() as session:
+                await gate.load(session, room.workshop_id, kinds)
+        except (OperationalError, DBAPIError, OSError):
+            return False
+    return gate.admits(conn.actor.participant_id, command.note_id)
 
 
 async def _send_missed(
@@ -358,25 +383,14 @@ async def _writer(conn: Connection, rooms: Rooms, live: LiveService, last_seq: i
                 async with live.sessionmaker() as session:
                     await _send_missed(conn, rooms, session, live, since)
             else:
-                seq, ephemeral, text, message = item
-                if ephemeral:
-                    # It names the latest stored seq: fetch any stored event before it
-                    # that has not arrived, so the client never sees a newer seq first.
-                    if seq > conn.last_seq:
-                        async with live.sessionmaker() as session:
-                            await _send_missed(conn, rooms, session, live, conn.last_seq)
-                    await ws.send_text(text)
+                frame: Frame = item
+                if _whole(conn, frame):
+                    await ws.send_text(frame.text)
+                    if frame.first is not None:
+                        conn.last_seq = max(conn.last_seq, frame.last)
                     continue
-                if seq <= conn.last_seq:
-                    continue  # already delivered (by a catch-up)
-                if seq > conn.last_seq + 1:
-                    async with live.sessionmaker() as session:
-                        await _send_missed(conn, rooms, session, live, conn.last_seq)
-                    if seq <= conn.last_seq:
-                        continue
-                await ws.send_text(text)
-                conn.last_seq = seq
-                _stop_if_removed(conn, message)
+                for seq, ephemeral, text, message in frame.parts:
+                    await _send_event(conn, rooms, live, seq, ephemeral, text, message)
     except _Removed:
         conn.closed = True
         await close_quietly(ws, CLOSE_REMOVED, "removed from the workshop")
@@ -388,6 +402,51 @@ async def _writer(conn: Connection, rooms: Rooms, live: LiveService, last_seq: i
         log.exception("writer failed for workshop %s", conn.actor.workshop_id)
         conn.closed = True
         await close_quietly(ws, 1011, "server error; reconnect")
+
+
+def _whole(conn: Connection, frame: Frame) -> bool:
+    """Whether the frame follows on exactly from what the client has: no stored event
+    missing before it or already sent, no ephemeral seq ahead, not its own removal."""
+    if frame.need > conn.last_seq:
+        return False
+    if frame.first is None:
+        return True
+    return (
+        frame.clean
+        and frame.first == conn.last_seq + 1
+        and conn.actor.participant_id not in frame.removed
+    )
+
+
+async def _send_event(
+    conn: Connection,
+    rooms: Rooms,
+    live: LiveService,
+    seq: int,
+    ephemeral: bool,
+    text: str,
+    message: dict[str, Any],
+) -> None:
+    """One event of a frame on its own, fetching from the log what comes before it."""
+    ws = conn.ws
+    if ephemeral:
+        # It names the latest stored seq: fetch any stored event before it that has
+        # not arrived, so the client never sees a newer seq first.
+        if seq > conn.last_seq:
+            async with live.sessionmaker() as session:
+                await _send_missed(conn, rooms, session, live, conn.last_seq)
+        await ws.send_text(text)
+        return
+    if seq <= conn.last_seq:
+        return  # already delivered (by a catch-up)
+    if seq > conn.last_seq + 1:
+        async with live.sessionmaker() as session:
+            await _send_missed(conn, rooms, session, live, conn.last_seq)
+        if seq <= conn.last_seq:
+            return
+    await ws.send_text(text)
+    conn.last_seq = seq
+    _stop_if_removed(conn, message)
 
 
 class _Removed(Exception):

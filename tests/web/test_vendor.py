@@ -34,7 +34,9 @@ def test_every_vendored_script_matches_its_checksum(folder: Path) -> None:
 def test_pages_load_only_vendored_scripts_from_self() -> None:
     """Templates reference scripts under /static/ only: nothing from a CDN."""
     templates = (ROOT / "app" / "web" / "templates").rglob("*.html")
-    sources = {m for t in templates for m in re.findall(r'<script[^>]*src="([^"]+)"', t.read_text())}
+    sources = {
+        m for t in templates for m in re.findall(r'<script[^>]*src="([^"]+)"', t.read_text())
+    }
     assert sources, "no script tags found in templates"
     for src in sources:
         assert not re.match(r"^(https?:)?//", src), f"external script: {src}"
