@@ -50,6 +50,10 @@ clock = time.perf_counter
 REPLY_TIMEOUT = 60.0
 RAMP_LIMIT = 0.25  # p99 delivery (s) that ends the ramp
 MIN_GAP = 0.1  # seconds between two messages of one client: 10/s, half the server's limit
+# The server allows 300 sockets per client address; on loopback every 127.x.y.z is this
+# machine, so clients are spread over source addresses, 200 to each.
+PER_SOURCE = 200
+_clients = itertools.count()
 
 
 class Recorder:
@@ -115,6 +119,7 @@ class Client:
         self.caught_up = asyncio.Event()
         self.caught_up_at = 0.0
         self.counter = 0
+        self.source = f"127.0.0.{2 + next(_clients) // PER_SOURCE}"
 
     # --- connection ---------------------------------------------------------------------
 
@@ -134,6 +139,7 @@ class Client:
                     open_timeout=120,
                     ping_interval=None,
                     close_timeout=2,
+                    **self.gen.socket_options(self.source),
                 )
                 break
             except (OSError, InvalidStatus, TimeoutError) as exc:
@@ -294,9 +300,14 @@ class Generator:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.ws_base = plan.base.replace("http://", "ws://", 1)
+        self.loopback = httpx.URL(plan.base).host == "127.0.0.1"
         self.rooms: list[Room] = []
         self.stopping = False
         self.result: dict[str, Any] = {"scenario": plan.scenario, "target": plan.target}
+
+    def socket_options(self, source: str) -> dict[str, Any]:
+        """Connection options for a client (its source address on loopback)."""
+        return {"local_addr": (source, 0)} if self.loopback else {}
 
     # --- setup -------------------------------------------------------------------------
 

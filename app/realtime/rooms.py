@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,6 +28,7 @@ from app.services.live.context import Actor
 
 log = logging.getLogger(__name__)
 
+RING_SIZE = 1000  # stored events kept per room for resumes (the resume limit)
 MAX_QUEUE = 2000  # a client this far behind is disconnected and resumes by seq
 CLOSE_REMOVED = 4003  # application close code: removed from the workshop
 
@@ -129,6 +132,9 @@ class Room:
         self._held_anonymous = anonymous  # anonymity before the first held event
         self._tick: asyncio.TimerHandle | None = None
         self._deferred: list[tuple[Connection, str, Any]] = []  # after the held events
+        # The latest stored events heard, consecutive, as the log would replay them:
+        # resumes and gap fills are served from here when it covers them.
+        self.ring: deque[dict[str, Any]] = deque(maxlen=RING_SIZE)
 
     def holding(self) -> bool:
         return bool(self._held)
@@ -140,6 +146,7 @@ class Room:
         if message is RESYNC or message.get("type") == RESYNC["type"]:
             self.flush()
             self.gate.forget()
+            self.ring.clear()  # messages were lost: only the log knows them
             for conn in self.connections:
                 conn.put("resync", None)
             return
@@ -152,6 +159,7 @@ class Room:
             self.presence[message["participant_id"]] = message["status"]
         if type_ not in EPHEMERAL_EVENTS:
             self.gate.hear(message)
+            self._keep(message)
         # An ephemeral event names a stored seq too (a join over HTTP is heard only so).
         self.last_seq = max(self.last_seq, int(message["seq"]))
         key = _coalesce_key(message)
@@ -162,6 +170,28 @@ class Room:
             # Leading edge: after a quiet spell the first event goes at once.
             self.flush()
             self._tick = asyncio.get_running_loop().call_later(TICK_S, self._on_tick)
+
+    def _keep(self, message: dict[str, Any]) -> None:
+        seq = int(message["seq"])
+        if self.ring:
+            top = int(self.ring[-1]["seq"])
+            if seq <= top:
+                return
+            if seq != top + 1:
+                self.ring.clear()  # a hole: start again from here
+        # As replayed from the log: no cid/ts (those belong to the live delivery).
+        self.ring.append({**message, "cid": None, "ts": None})
+
+    def replay(self, since: int, need: int, limit: int) -> list[dict[str, Any]] | None:
+        """The stored events after `since` if this room has them all (no more than
+        `limit`) and has heard up to at least `need`; None to ask the log."""
+        ring = self.ring
+        if not ring or since < 0:
+            return None
+        bottom, top = int(ring[0]["seq"]), int(ring[-1]["seq"])
+        if since + 1 < bottom or since > top or top < need or top - since > limit:
+            return None
+        return list(itertools.islice(ring, since + 1 - bottom, None))
 
     def _on_tick(self) -> None:
         self._tick = None

@@ -163,7 +163,7 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
     conn = Connection(ws=ws, actor=actor, audience=audience, fmt=fmt, address=address)
     definition, _phases = live.cache.get(workshop)
     room = rooms.join(conn, workshop.anonymous, workshop.seq, html_context(definition))
-    writer = asyncio.create_task(_writer(conn, rooms, live, last_seq))
+    writer = asyncio.create_task(_writer(conn, rooms, live, last_seq, workshop.seq))
     try:
         if actor.participant_id:
             room.presence[actor.participant_id] = "online"
@@ -310,9 +310,23 @@ async def _drag_admitted(
 
 
 async def _send_missed(
-    conn: Connection, rooms: Rooms, session: AsyncSession, live: LiveService, since: int
+    conn: Connection,
+    rooms: Rooms,
+    session: AsyncSession,
+    live: LiveService,
+    since: int,
+    need: int | None,
 ) -> None:
-    """Bring the client from `since` to now: the missed events, or a snapshot."""
+    """Bring the client from `since` to now: the missed events, or a snapshot.
+    `need`: the seq it must have at least (an ephemeral event or the workshop row
+    names it); None to read the log whatever the room remembers."""
+    room = rooms.rooms.get(conn.actor.workshop_id)
+    kept = None
+    if room is not None and need is not None:
+        kept = room.replay(since, need, RESUME_LIMIT)
+    if kept is not None:
+        await _send_events(conn, rooms, kept, since)
+        return
     workshop = await session.get(Workshop, conn.actor.workshop_id)
     assert workshop is not None
     # A `since` beyond anything stored (stale or bogus) gets a snapshot: trusting it
@@ -344,7 +358,13 @@ async def _send_missed(
             await conn.ws.send_text(json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False))
         conn.last_seq = workshop.seq
         return
-    for event in missed:
+    await _send_events(conn, rooms, missed, since)
+
+
+async def _send_events(
+    conn: Connection, rooms: Rooms, events: list[dict[str, Any]], since: int
+) -> None:
+    for event in events:
         await conn.ws.send_text(rooms.render_for(conn, event))
         conn.last_seq = event["seq"]
         _stop_if_removed(conn, event)
@@ -352,7 +372,10 @@ async def _send_missed(
         conn.last_seq = since
 
 
-async def _writer(conn: Connection, rooms: Rooms, live: LiveService, last_seq: int) -> None:
+async def _writer(
+    conn: Connection, rooms: Rooms, live: LiveService, last_seq: int, known: int
+) -> None:
+    """`known`: the workshop's seq when the client was let in (a resume reaches it)."""
     ws = conn.ws
     hello = {
         "type": "hello",
@@ -370,7 +393,7 @@ async def _writer(conn: Connection, rooms: Rooms, live: LiveService, last_seq: i
         if conn.fmt == "json":
             await ws.send_text(json.dumps(hello))
         async with live.sessionmaker() as session:
-            await _send_missed(conn, rooms, session, live, last_seq)
+            await _send_missed(conn, rooms, session, live, last_seq, known)
         while True:
             kind, item = await conn.queue.get()
             if kind == "text":
@@ -379,9 +402,11 @@ async def _writer(conn: Connection, rooms: Rooms, live: LiveService, last_seq: i
                 await close_quietly(ws, *item)
                 return
             elif kind == "resync":
+                # A hub resync (the room forgot what it heard) or a client's `sync`
+                # (it asked for the log): from the log.
                 since = conn.last_seq if item is None else int(item)
                 async with live.sessionmaker() as session:
-                    await _send_missed(conn, rooms, session, live, since)
+                    await _send_missed(conn, rooms, session, live, since, None)
             else:
                 frame: Frame = item
                 if _whole(conn, frame):
@@ -434,14 +459,14 @@ async def _send_event(
         # not arrived, so the client never sees a newer seq first.
         if seq > conn.last_seq:
             async with live.sessionmaker() as session:
-                await _send_missed(conn, rooms, session, live, conn.last_seq)
+                await _send_missed(conn, rooms, session, live, conn.last_seq, seq)
         await ws.send_text(text)
         return
     if seq <= conn.last_seq:
         return  # already delivered (by a catch-up)
     if seq > conn.last_seq + 1:
         async with live.sessionmaker() as session:
-            await _send_missed(conn, rooms, session, live, conn.last_seq)
+            await _send_missed(conn, rooms, session, live, conn.last_seq, seq - 1)
         if seq <= conn.last_seq:
             return
     await ws.send_text(text)

@@ -288,3 +288,27 @@ async def test_many_drags_end_at_the_final_position_before_the_move(workshop: Wo
     await ann.close()
     await bob.close()
     await fac.close()
+
+
+async def test_resumes_come_from_the_rooms_ring_while_it_covers_them() -> None:
+    room = room_with(conn("facilitator"))
+    for seq in range(11, 16):
+        room.on_message(event(seq, "input.locked", cid=f"c{seq}", ts=1.0))
+    room.on_message(dragging(15, "n1", 0.5))  # ephemeral: never kept
+    room.close()
+    replayed = room.replay(12, 0, 1000)
+    assert replayed is not None
+    assert [e["seq"] for e in replayed] == [13, 14, 15]
+    # As the log replays them: the live delivery's cid and ts are not repeated.
+    assert all(e["cid"] is None and e["ts"] is None for e in replayed)
+    assert room.replay(15, 0, 1000) == []
+    assert room.replay(9, 0, 1000) is None  # older than the ring: the log
+    assert room.replay(16, 0, 1000) is None  # ahead of anything heard: the log (or a snapshot)
+    assert room.replay(12, 16, 1000) is None  # must reach a seq not heard yet: the log
+    assert room.replay(12, 0, 2) is None  # more than the resume limit: a snapshot
+    room.on_message(event(18, "input.unlocked"))  # 16 and 17 were never heard
+    assert room.replay(14, 0, 1000) is None
+    assert [e["seq"] for e in room.replay(17, 0, 1000) or []] == [18]
+    room.on_message({"type": "hub.resync"})
+    room.close()
+    assert room.replay(17, 0, 1000) is None
