@@ -1,9 +1,12 @@
 """This worker's live connections, grouped by workshop ("rooms").
 
-A room subscribes to the hub while it has connections. Each hub message is rendered
-once per audience present, then queued on every connection; each connection's
-writer keeps its client's `seq` in order without holes or repeats: an event that
-jumps ahead makes it fetch the missing ones from the event log first, and anything
+A room subscribes to the hub while it has connections. The first hub message after
+a quiet spell goes out at once; what follows within a tick (50 ms) is held, then
+rendered once per audience present as one frame (a `batch` when several events) and
+queued on every connection. Each connection's writer keeps its client's `seq` in
+order without holes or repeats: a frame that does not follow on from what the client
+has is sent event by event, and an event that jumps ahead makes it fetch the missing
+ones first (from the room's ring of recent events, or the event log), while anything
 at or below what the client has already seen is dropped.
 """
 
@@ -33,7 +36,7 @@ MAX_QUEUE = 2000  # a client this far behind is disconnected and resumes by seq
 CLOSE_REMOVED = 4003  # application close code: removed from the workshop
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Connection:
     ws: WebSocket
     actor: Actor
