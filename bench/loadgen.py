@@ -50,6 +50,10 @@ clock = time.perf_counter
 REPLY_TIMEOUT = 60.0
 RAMP_LIMIT = 0.25  # p99 delivery (s) that ends the ramp
 MIN_GAP = 0.1  # seconds between two messages of one client: 10/s, half the server's limit
+# The server allows 300 sockets per client address; on loopback every 127.x.y.z is this
+# machine, so clients are spread over source addresses, 200 to each.
+PER_SOURCE = 200
+_clients = itertools.count()
 
 
 class Recorder:
@@ -62,7 +66,10 @@ class Recorder:
         self.confirm: dict[str, array[float]] = {}
         self.fanout: dict[str, list[float]] = {}  # cid -> [sent, last, recipients, room size]
         self.slip: array[float] = array("d")
-        self.frames = 0  # event frames received while on
+        # Events delivered while on (one per event and recipient, as the floor sends
+        # them; an event superseded within a batch counts), and WebSocket frames.
+        self.frames = 0
+        self.wire_frames = 0
         self.bytes = 0
         self.untimed = 0  # stored events without ts (replayed by a catch-up)
         self.errors: Counter[str] = Counter()
@@ -112,6 +119,7 @@ class Client:
         self.caught_up = asyncio.Event()
         self.caught_up_at = 0.0
         self.counter = 0
+        self.source = f"127.0.0.{2 + next(_clients) // PER_SOURCE}"
 
     # --- connection ---------------------------------------------------------------------
 
@@ -131,6 +139,7 @@ class Client:
                     open_timeout=120,
                     ping_interval=None,
                     close_timeout=2,
+                    **self.gen.socket_options(self.source),
                 )
                 break
             except (OSError, InvalidStatus, TimeoutError) as exc:
@@ -168,11 +177,32 @@ class Client:
         if type_ in CONTROL:
             self._control(type_, msg, now)
             return
+        if REC.on:
+            REC.wire_frames += 1
+            REC.bytes += len(raw)
+            REC.last_arrival = now
+        if type_ != "batch":
+            self.on_event(msg, now)
+            return
+        # A batch covers every stored seq from `from` to its last stored event; events
+        # superseded within it (vote totals) are left out but count as received.
+        covered = msg.get("from")
+        for event in msg["events"]:
+            if covered is not None and event.get("type") not in EPHEMERAL:
+                seq = int(event["seq"])
+                while covered < seq:
+                    self.seqs.append(covered)
+                    covered += 1
+                    if REC.on:
+                        REC.frames += 1
+                covered = max(covered, seq + 1)
+            self.on_event(event, now)
+
+    def on_event(self, msg: dict[str, Any], now: float) -> None:
+        type_ = msg.get("type")
         seq = int(msg["seq"])
         if REC.on:
             REC.frames += 1
-            REC.bytes += len(raw)
-            REC.last_arrival = now
         ts = msg.get("ts")
         ephemeral = type_ in EPHEMERAL
         if ts is not None:
@@ -270,9 +300,14 @@ class Generator:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.ws_base = plan.base.replace("http://", "ws://", 1)
+        self.loopback = httpx.URL(plan.base).host == "127.0.0.1"
         self.rooms: list[Room] = []
         self.stopping = False
         self.result: dict[str, Any] = {"scenario": plan.scenario, "target": plan.target}
+
+    def socket_options(self, source: str) -> dict[str, Any]:
+        """Connection options for a client (its source address on loopback)."""
+        return {"local_addr": (source, 0)} if self.loopback else {}
 
     # --- setup -------------------------------------------------------------------------
 
@@ -672,6 +707,7 @@ class Generator:
                 "confirm_by_kind": {k: summary(v) for k, v in REC.confirm.items()},
                 "slip": summary(REC.slip),
                 "frames": REC.frames,
+                "wire_frames": REC.wire_frames,
                 "bytes": REC.bytes,
                 "untimed_deliveries": REC.untimed,
                 "incomplete_fanouts": incomplete,

@@ -79,3 +79,8 @@ def render_control(message: dict[str, Any]) -> str:
         out += _controls().render(kind="dots", left=result["dots_left"])
     return out
     return _controls().render(kind="clear")
+
+
+def render_seq(seq: int) -> str:
+    """The page's latest seq on its own (it ends a batch: the seq the page resumes from)."""
+    return f'<div id="live-seq" hx-swap-oob="outerHTML" data-seq="{int(seq)}" hidden></div>'

@@ -612,6 +612,20 @@ EVENTS: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
 EPHEMERAL_EVENTS = frozenset({"note.dragging", "participant.presence"})
 
 
+class Batch(BaseModel):
+    """Several events in one frame (heard within one tick, for one audience), in seq
+    order. `from`: the first stored seq it covers (null: ephemeral events only);
+    `seq`: the highest seq it names. Every stored seq from `from` up to its last stored
+    event is covered: vote progress superseded within the batch is left out for
+    audiences that see totals only."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    type: Literal["batch"]
+    from_: int | None = Field(alias="from")
+    seq: int
+    events: list[AnyEvent]
+
+
 # --- control messages (server -> one client) ---------------------------------------------
 
 

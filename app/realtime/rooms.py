@@ -1,9 +1,12 @@
 """This worker's live connections, grouped by workshop ("rooms").
 
-A room subscribes to the hub while it has connections. Each hub message is rendered
-once per audience present, then queued on every connection; each connection's
-writer keeps its client's `seq` in order without holes or repeats: an event that
-jumps ahead makes it fetch the missing ones from the event log first, and anything
+A room subscribes to the hub while it has connections. The first hub message after
+a quiet spell goes out at once; what follows within a tick (50 ms) is held, then
+rendered once per audience present as one frame (a `batch` when several events) and
+queued on every connection. Each connection's writer keeps its client's `seq` in
+order without holes or repeats: a frame that does not follow on from what the client
+has is sent event by event, and an event that jumps ahead makes it fetch the missing
+ones first (from the room's ring of recent events, or the event log), while anything
 at or below what the client has already seen is dropped.
 """
 
@@ -11,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from app.realtime.html import render_control, render_html
+from app.realtime.gate import DragGate
+from app.realtime.html import render_control, render_html, render_seq
 from app.realtime.hub import RESYNC, Hub
 from app.realtime.messages import EPHEMERAL_EVENTS, Audience
 from app.realtime.views import dumps, render_text
@@ -25,11 +31,12 @@ from app.services.live.context import Actor
 
 log = logging.getLogger(__name__)
 
+RING_SIZE = 1000  # stored events kept per room for resumes (the resume limit)
 MAX_QUEUE = 2000  # a client this far behind is disconnected and resumes by seq
 CLOSE_REMOVED = 4003  # application close code: removed from the workshop
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Connection:
     ws: WebSocket
     actor: Actor
@@ -39,6 +46,7 @@ class Connection:
     last_seq: int = 0
     queue: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
     closed: bool = False
+    room: Room | None = None
 
     def put(self, kind: str, item: Any) -> None:
         if self.closed:
@@ -50,12 +58,65 @@ class Connection:
         self.queue.put_nowait((kind, item))
 
     def control(self, message: dict[str, Any]) -> None:
-        """A message for this client only (ack, error, snapshot, pong)."""
+        """A message for this client only (ack, error, snapshot, pong). It goes after
+        the events the room holds for its next tick: an ack after its own event, a pong
+        after everything sent before the ping."""
         if self.fmt == "html":
-            if message.get("type") in ("error", "snapshot", "ack"):
-                self.put("text", render_control(message))
-            return
-        self.put("text", dumps(message))
+            if message.get("type") not in ("error", "snapshot", "ack"):
+                return
+            text = render_control(message)
+        else:
+            text = dumps(message)
+        self.after_events("text", text)
+
+    def after_events(self, kind: str, item: Any) -> None:
+        """Queue behind whatever the room holds for this client's next frame."""
+        if self.room is not None and self.room.holding():
+            self.room.defer(self, kind, item)
+        else:
+            self.put(kind, item)
+
+
+# Events heard within this long of the last flush wait for the next one, and go out
+# together: one frame per recipient per tick however busy the room is.
+TICK_S = 0.05
+# Vote progress carries absolute totals: within a batch, only the last per target
+# matters to an audience that is not shown who voted.
+_TOTALS = frozenset({"card.voted", "level.voted", "dot.added", "dot.removed"})
+
+
+def _total_key(message: dict[str, Any]) -> tuple[Any, ...]:
+    type_ = message["type"]
+    if type_ == "card.voted":
+        return ("card", message["function_id"], message["card_id"])
+    if type_ == "level.voted":
+        return ("level", message["function_id"], message["round"])
+    return ("dot", message["note_id"])
+
+
+def _coalesce_key(message: dict[str, Any]) -> tuple[str, Any] | None:
+    """Ephemeral events where only the latest per key matters (drag previews, presence)."""
+    type_ = message["type"]
+    if type_ == "note.dragging":
+        return ("drag", message["note_id"])
+    if type_ == "participant.presence":
+        return ("presence", message["participant_id"])
+    return None
+
+
+@dataclass(slots=True)
+class Frame:
+    """What a tick sends one audience: `text` (one event, or a batch of them) and,
+    for a writer that must not send it whole (a gap, an overlap, a removal), the
+    events one by one as `parts` of (seq, ephemeral, text, message)."""
+
+    text: str
+    first: int | None  # the first stored seq covered (None: ephemeral events only)
+    last: int  # the highest seq named (stored or ephemeral)
+    need: int  # ephemeral seqs ahead of the stored ones before them must be had first
+    clean: bool  # the stored seqs covered are consecutive, in order
+    parts: list[tuple[int, bool, str, dict[str, Any]]]
+    removed: frozenset[str]  # participants whose removal is in this frame
 
 
 class Room:
@@ -68,32 +129,166 @@ class Room:
         self.last_seq = seq  # highest stored seq seen here (ephemeral events carry it)
         self.connections: set[Connection] = set()
         self.presence: dict[str, str] = {}
+        self.gate = DragGate()
+        self._held: list[dict[str, Any]] = []  # heard since the last flush
+        self._latest: dict[tuple[str, Any], dict[str, Any]] = {}
+        self._held_anonymous = anonymous  # anonymity before the first held event
+        self._tick: asyncio.TimerHandle | None = None
+        self._deferred: list[tuple[Connection, str, Any]] = []  # after the held events
+        # The latest stored events heard, consecutive, as the log would replay them:
+        # resumes and gap fills are served from here when it covers them.
+        self.ring: deque[dict[str, Any]] = deque(maxlen=RING_SIZE)
+
+    def holding(self) -> bool:
+        return bool(self._held)
+
+    def defer(self, conn: Connection, kind: str, item: Any) -> None:
+        self._deferred.append((conn, kind, item))
 
     def on_message(self, message: dict[str, Any]) -> None:
         if message is RESYNC or message.get("type") == RESYNC["type"]:
+            self.flush()
+            self.gate.forget()
+            self.ring.clear()  # messages were lost: only the log knows them
             for conn in self.connections:
                 conn.put("resync", None)
             return
         type_ = message["type"]
+        if not self._held:
+            self._held_anonymous = self.anonymous
         if type_ == "anonymity.changed":
             self.anonymous = bool(message["anonymous"])
         elif type_ == "participant.presence":
             self.presence[message["participant_id"]] = message["status"]
-        rendered: dict[tuple[Audience, str], str] = {}
-        ephemeral = type_ in EPHEMERAL_EVENTS
+        if type_ not in EPHEMERAL_EVENTS:
+            self.gate.hear(message)
+            self._keep(message)
         # An ephemeral event names a stored seq too (a join over HTTP is heard only so).
         self.last_seq = max(self.last_seq, int(message["seq"]))
+        key = _coalesce_key(message)
+        if key is not None:
+            self._latest[key] = message
+        self._held.append(message)
+        if self._tick is None:
+            # Leading edge: after a quiet spell the first event goes at once.
+            self.flush()
+            self._tick = asyncio.get_running_loop().call_later(TICK_S, self._on_tick)
+
+    def _keep(self, message: dict[str, Any]) -> None:
+        seq = int(message["seq"])
+        if self.ring:
+            top = int(self.ring[-1]["seq"])
+            if seq <= top:
+                return
+            if seq != top + 1:
+                self.ring.clear()  # a hole: start again from here
+        # As replayed from the log: no cid/ts (those belong to the live delivery).
+        self.ring.append({**message, "cid": None, "ts": None})
+
+    def replay(self, since: int, need: int, limit: int) -> list[dict[str, Any]] | None:
+        """The stored events after `since` if this room has them all (no more than
+        `limit`) and has heard up to at least `need`; None to ask the log."""
+        ring = self.ring
+        if not ring or since < 0:
+            return None
+        bottom, top = int(ring[0]["seq"]), int(ring[-1]["seq"])
+        if since + 1 < bottom or since > top or top < need or top - since > limit:
+            return None
+        return list(itertools.islice(ring, since + 1 - bottom, None))
+
+    def _on_tick(self) -> None:
+        self._tick = None
+        if self._held:
+            self.flush()
+            self._tick = asyncio.get_running_loop().call_later(TICK_S, self._on_tick)
+
+    def close(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+
+    def flush(self) -> None:
+        """Send what was heard since the last flush: one frame per audience present."""
+        held, latest = self._held, self._latest
+        if not held:
+            return
+        self._held, self._latest = [], {}
+        events = [
+            msg for msg in held if (key := _coalesce_key(msg)) is None or latest.get(key) is msg
+        ]
+        frames: dict[tuple[Audience, str], Frame] = {}
         for conn in list(self.connections):
             key = (conn.audience, conn.fmt)
-            text = rendered.get(key)
-            if text is None:
-                text = rendered[key] = self.render(message, conn)
-            conn.put("event", (message["seq"], ephemeral, text, message))
+            frame = frames.get(key)
+            if frame is None:
+                frame = frames[key] = self._frame(events, conn)
+            conn.put("event", frame)
+        deferred, self._deferred = self._deferred, []
+        for conn, kind, item in deferred:
+            conn.put(kind, item)
+
+    def _frame(self, events: list[dict[str, Any]], conn: Connection) -> Frame:
+        totals_only = conn.fmt == "html" or conn.audience != "facilitator"
+        anonymous = self._held_anonymous
+        shown: list[tuple[dict[str, Any], bool]] = []
+        for msg in events:
+            if msg["type"] == "anonymity.changed":
+                anonymous = bool(msg["anonymous"])
+            shown.append((msg, anonymous))
+        # Collapse vote progress to the last event per target for audiences that see
+        # totals only (browsers; participants and the projector when anonymous).
+        keep = [True] * len(shown)
+        seen: set[tuple[Any, ...]] = set()
+        for i in range(len(shown) - 1, -1, -1):
+            msg, anon = shown[i]
+            if msg["type"] in _TOTALS and totals_only and (conn.fmt == "html" or anon):
+                key = _total_key(msg)
+                if key in seen:
+                    keep[i] = False
+                else:
+                    seen.add(key)
+        parts: list[tuple[int, bool, str, dict[str, Any]]] = []
+        first: int | None = None
+        top = 0  # highest stored seq so far
+        last = need = 0
+        clean = True
+        removed: set[str] = set()
+        dropped = 0  # stored events collapsed away
+        for (msg, anon), kept in zip(shown, keep, strict=True):
+            seq = int(msg["seq"])
+            ephemeral = msg["type"] in EPHEMERAL_EVENTS
+            last = max(last, seq)
+            if ephemeral:
+                if seq > top:
+                    need = max(need, seq)
+            else:
+                if first is None:
+                    first = seq
+                elif seq != top + 1:
+                    clean = False
+                top = max(top, seq)
+                if msg["type"] == "participant.removed":
+                    removed.add(str(msg.get("participant_id")))
+            if kept:
+                parts.append((seq, ephemeral, self._render(msg, conn, anon), msg))
+            elif not ephemeral:
+                dropped += 1
+        if len(parts) == 1 and not dropped:
+            text = parts[0][2]
+        elif conn.fmt == "html":
+            text = "".join(p[2] for p in parts) + render_seq(last)
+        else:
+            head = f'{{"type":"batch","from":{"null" if first is None else first},"seq":{last},'
+            text = head + '"events":[' + ",".join(p[2] for p in parts) + "]}"
+        return Frame(text, first, last, need, clean, parts, frozenset(removed))
+
+    def _render(self, message: dict[str, Any], conn: Connection, anonymous: bool) -> str:
+        if conn.fmt == "html":
+            return render_html(message, conn.audience, anonymous, self.context)
+        return render_text(message, conn.audience, anonymous)
 
     def render(self, message: dict[str, Any], conn: Connection) -> str:
-        if conn.fmt == "html":
-            return render_html(message, conn.audience, self.anonymous, self.context)
-        return render_text(message, conn.audience, self.anonymous)
+        return self._render(message, conn, self.anonymous)
 
 
 class Rooms:
@@ -109,6 +304,7 @@ class Rooms:
             room = self.rooms[wid] = Room(wid, anonymous, seq, context)
             self.hub.subscribe(wid, room.on_message)
         room.connections.add(conn)
+        conn.room = room
         self.per_address[conn.address] = self.per_address.get(conn.address, 0) + 1
         return room
 
@@ -126,6 +322,7 @@ class Rooms:
         room.connections.discard(conn)
         if not room.connections:
             self.hub.unsubscribe(wid, room.on_message)
+            room.close()
             del self.rooms[wid]
         return room
 

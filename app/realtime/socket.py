@@ -18,13 +18,14 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.engine import begin_consistent_read
 from app.db.models import Workshop
 from app.realtime import messages as m
 from app.realtime.html import html_context, render_control
-from app.realtime.rooms import CLOSE_REMOVED, Connection, Rooms, close_quietly
+from app.realtime.rooms import CLOSE_REMOVED, Connection, Frame, Room, Rooms, close_quietly
 from app.services.identity import participant_cookie, participant_from_token
 from app.services.live.context import Actor, Rejected
 from app.services.live.engine import LiveService
@@ -163,14 +164,14 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
     conn = Connection(ws=ws, actor=actor, audience=audience, fmt=fmt, address=address)
     definition, _phases = live.cache.get(workshop)
     room = rooms.join(conn, workshop.anonymous, workshop.seq, html_context(definition))
-    writer = asyncio.create_task(_writer(conn, rooms, live, last_seq))
+    writer = asyncio.create_task(_writer(conn, rooms, live, last_seq, workshop.seq))
     try:
         if actor.participant_id:
             room.presence[actor.participant_id] = "online"
             # Presence carries the newest seq known here, so a client that has not seen
             # an event up to it (a publish lost in transit) fetches it first.
             await live.publish_presence(actor, "online", max(room.last_seq, workshop.seq))
-        await _reader(conn, live)
+        await _reader(conn, live, room)
         # The reader gave up on this client (a policy close is queued): let the writer
         # send what is queued before it, then the close frame.
         await asyncio.wait({writer}, timeout=5)
@@ -188,7 +189,7 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
             await live.publish_presence(actor, "offline", room.last_seq)
 
 
-async def _reader(conn: Connection, live: LiveService) -> None:
+async def _reader(conn: Connection, live: LiveService, room: Room) -> None:
     ws = conn.ws
     bucket = TokenBucket(RATE_PER_SECOND, RATE_BURST)
     strikes = 0
@@ -220,7 +221,7 @@ async def _reader(conn: Connection, live: LiveService) -> None:
             last_strike = now
             strikes += 1
             if strikes > MAX_STRIKES:
-                conn.put("close", (CLOSE_POLICY, "too many messages"))
+                conn.after_events("close", (CLOSE_POLICY, "too many messages"))
                 return
             conn.control(
                 m.ErrorMessage(
@@ -237,7 +238,7 @@ async def _reader(conn: Connection, live: LiveService) -> None:
                 ).model_dump()
             )
             continue
-        await _execute(conn, live, command)
+        await _execute(conn, live, command, room)
 
 
 def _parse(text: str, fmt: str) -> Any:
@@ -254,7 +255,7 @@ def _parse(text: str, fmt: str) -> Any:
     return m.COMMANDS.validate_python(data, strict=False)
 
 
-async def _execute(conn: Connection, live: LiveService, command: Any) -> None:
+async def _execute(conn: Connection, live: LiveService, command: Any, room: Room) -> None:
     if isinstance(command, m.Ping):
         conn.control(m.Pong(cid=command.cid, seq=conn.last_seq).model_dump())
         return
@@ -266,11 +267,16 @@ async def _execute(conn: Connection, live: LiveService, command: Any) -> None:
         )
         return
     if isinstance(command, m.Sync):
-        conn.put("resync", command.last_seq)
+        conn.after_events("resync", command.last_seq)
         conn.control(m.Ack(cid=command.cid, seq=None).model_dump())  # after the catch-up
         return
     if isinstance(command, m.SetPresence):
         await live.publish_presence(conn.actor, command.status, conn.last_seq)
+        conn.control(m.Ack(cid=command.cid, seq=None).model_dump())
+        return
+    if isinstance(command, m.DragNote) and await _drag_admitted(conn, live, room, command):
+        # A drag preview the room's memory vouches for: published, no database.
+        await live.publish_drag(conn.actor, command, room.last_seq)
         conn.control(m.Ack(cid=command.cid, seq=None).model_dump())
         return
     try:
@@ -280,15 +286,48 @@ async def _execute(conn: Connection, live: LiveService, command: Any) -> None:
             m.ErrorMessage(cid=command.cid, code=exc.code, message=exc.message).model_dump()
         )
         if exc.code == "removed":
-            conn.put("close", (CLOSE_REMOVED, "removed from the workshop"))
+            conn.after_events("close", (CLOSE_REMOVED, "removed from the workshop"))
         return
     conn.control(m.Ack(cid=command.cid, seq=outcome.seq, result=outcome.result).model_dump())
 
 
+async def _drag_admitted(
+    conn: Connection, live: LiveService, room: Room, command: m.DragNote
+) -> bool:
+    """Whether the room's memory admits this drag; when it does not (or cannot), the
+    caller checks against the database, which gives the exact refusal."""
+    gate = room.gate
+    if not gate.loaded:
+
+        def kinds(workshop: Workshop) -> list[str]:
+            return [phase.kind.value for phase in live.cache.get(workshop)[1]]
+
+        try:
+            async with live.sessionmaker() as session:
+                await gate.load(session, room.workshop_id, kinds)
+        except (OperationalError, DBAPIError, OSError):
+            return False
+    return gate.admits(conn.actor.participant_id, command.note_id)
+
+
 async def _send_missed(
-    conn: Connection, rooms: Rooms, session: AsyncSession, live: LiveService, since: int
+    conn: Connection,
+    rooms: Rooms,
+    session: AsyncSession,
+    live: LiveService,
+    since: int,
+    need: int | None,
 ) -> None:
-    """Bring the client from `since` to now: the missed events, or a snapshot."""
+    """Bring the client from `since` to now: the missed events, or a snapshot.
+    `need`: the seq it must have at least (an ephemeral event or the workshop row
+    names it); None to read the log whatever the room remembers."""
+    room = rooms.rooms.get(conn.actor.workshop_id)
+    kept = None
+    if room is not None and need is not None:
+        kept = room.replay(since, need, RESUME_LIMIT)
+    if kept is not None:
+        await _send_events(conn, rooms, kept, since)
+        return
     await begin_consistent_read(session)
     workshop = await session.get(Workshop, conn.actor.workshop_id)
     assert workshop is not None
@@ -321,7 +360,13 @@ async def _send_missed(
             await conn.ws.send_text(json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False))
         conn.last_seq = workshop.seq
         return
-    for event in missed:
+    await _send_events(conn, rooms, missed, since)
+
+
+async def _send_events(
+    conn: Connection, rooms: Rooms, events: list[dict[str, Any]], since: int
+) -> None:
+    for event in events:
         await conn.ws.send_text(rooms.render_for(conn, event))
         conn.last_seq = event["seq"]
         _stop_if_removed(conn, event)
@@ -329,7 +374,10 @@ async def _send_missed(
         conn.last_seq = since
 
 
-async def _writer(conn: Connection, rooms: Rooms, live: LiveService, last_seq: int) -> None:
+async def _writer(
+    conn: Connection, rooms: Rooms, live: LiveService, last_seq: int, known: int
+) -> None:
+    """`known`: the workshop's seq when the client was let in (a resume reaches it)."""
     ws = conn.ws
     hello = {
         "type": "hello",
@@ -347,7 +395,7 @@ async def _writer(conn: Connection, rooms: Rooms, live: LiveService, last_seq: i
         if conn.fmt == "json":
             await ws.send_text(json.dumps(hello))
         async with live.sessionmaker() as session:
-            await _send_missed(conn, rooms, session, live, last_seq)
+            await _send_missed(conn, rooms, session, live, last_seq, known)
         while True:
             kind, item = await conn.queue.get()
             if kind == "text":
@@ -356,29 +404,20 @@ async def _writer(conn: Connection, rooms: Rooms, live: LiveService, last_seq: i
                 await close_quietly(ws, *item)
                 return
             elif kind == "resync":
+                # A hub resync (the room forgot what it heard) or a client's `sync`
+                # (it asked for the log): from the log.
                 since = conn.last_seq if item is None else int(item)
                 async with live.sessionmaker() as session:
-                    await _send_missed(conn, rooms, session, live, since)
+                    await _send_missed(conn, rooms, session, live, since, None)
             else:
-                seq, ephemeral, text, message = item
-                if ephemeral:
-                    # It names the latest stored seq: fetch any stored event before it
-                    # that has not arrived, so the client never sees a newer seq first.
-                    if seq > conn.last_seq:
-                        async with live.sessionmaker() as session:
-                            await _send_missed(conn, rooms, session, live, conn.last_seq)
-                    await ws.send_text(text)
+                frame: Frame = item
+                if _whole(conn, frame):
+                    await ws.send_text(frame.text)
+                    if frame.first is not None:
+                        conn.last_seq = max(conn.last_seq, frame.last)
                     continue
-                if seq <= conn.last_seq:
-                    continue  # already delivered (by a catch-up)
-                if seq > conn.last_seq + 1:
-                    async with live.sessionmaker() as session:
-                        await _send_missed(conn, rooms, session, live, conn.last_seq)
-                    if seq <= conn.last_seq:
-                        continue
-                await ws.send_text(text)
-                conn.last_seq = seq
-                _stop_if_removed(conn, message)
+                for seq, ephemeral, text, message in frame.parts:
+                    await _send_event(conn, rooms, live, seq, ephemeral, text, message)
     except _Removed:
         conn.closed = True
         await close_quietly(ws, CLOSE_REMOVED, "removed from the workshop")
@@ -390,6 +429,51 @@ async def _writer(conn: Connection, rooms: Rooms, live: LiveService, last_seq: i
         log.exception("writer failed for workshop %s", conn.actor.workshop_id)
         conn.closed = True
         await close_quietly(ws, 1011, "server error; reconnect")
+
+
+def _whole(conn: Connection, frame: Frame) -> bool:
+    """Whether the frame follows on exactly from what the client has: no stored event
+    missing before it or already sent, no ephemeral seq ahead, not its own removal."""
+    if frame.need > conn.last_seq:
+        return False
+    if frame.first is None:
+        return True
+    return (
+        frame.clean
+        and frame.first == conn.last_seq + 1
+        and conn.actor.participant_id not in frame.removed
+    )
+
+
+async def _send_event(
+    conn: Connection,
+    rooms: Rooms,
+    live: LiveService,
+    seq: int,
+    ephemeral: bool,
+    text: str,
+    message: dict[str, Any],
+) -> None:
+    """One event of a frame on its own, fetching from the log what comes before it."""
+    ws = conn.ws
+    if ephemeral:
+        # It names the latest stored seq: fetch any stored event before it that has
+        # not arrived, so the client never sees a newer seq first.
+        if seq > conn.last_seq:
+            async with live.sessionmaker() as session:
+                await _send_missed(conn, rooms, session, live, conn.last_seq, seq)
+        await ws.send_text(text)
+        return
+    if seq <= conn.last_seq:
+        return  # already delivered (by a catch-up)
+    if seq > conn.last_seq + 1:
+        async with live.sessionmaker() as session:
+            await _send_missed(conn, rooms, session, live, conn.last_seq, seq - 1)
+        if seq <= conn.last_seq:
+            return
+    await ws.send_text(text)
+    conn.last_seq = seq
+    _stop_if_removed(conn, message)
 
 
 class _Removed(Exception):

@@ -262,7 +262,11 @@ class Stream:
     async def _read(self) -> None:
         with contextlib.suppress(ConnectionClosed):
             async for raw in self.ws:
-                self.received.append(json.loads(raw))
+                message = json.loads(raw)
+                if message.get("type") == "batch":  # several events in one frame
+                    self.received.extend(message["events"])
+                else:
+                    self.received.append(message)
 
     @property
     def closed(self) -> bool:

@@ -68,6 +68,7 @@ class Client:
     ws: ClientConnection
     name: str
     received: list[dict[str, Any]] = field(default_factory=list)
+    batches: list[dict[str, Any]] = field(default_factory=list)  # batch frames as sent
     _taken: set[int] = field(default_factory=set)
 
     async def send(self, type_: str, **fields: Any) -> str:
@@ -80,7 +81,12 @@ class Client:
 
     async def _read(self, timeout: float) -> None:
         message = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
-        self.received.append(message)
+        if message.get("type") == "batch":
+            # Several events in one frame (docs/protocol.md): taken one by one.
+            self.batches.append(message)
+            self.received.extend(message["events"])
+        else:
+            self.received.append(message)
 
     async def next(self, timeout: float = 5.0) -> dict[str, Any]:
         """The oldest message not yet taken by next/until."""

@@ -133,7 +133,7 @@ class LiveService:
                 await session.rollback()
         except (OperationalError, DBAPIError, OSError) as exc:
             raise Rejected("try_again", "the server could not check that; try again") from exc
-        await self._publish_drag(ctx, command, seq)
+        await self.publish_drag(actor, command, seq)
         return Outcome(events=[], result={}, seq=None)
 
     async def _write(self, actor: Actor, command: Any, handler: Handler) -> Outcome:
@@ -192,14 +192,15 @@ class LiveService:
             ts=command.ts,
         )
 
-    async def _publish_drag(self, ctx: Ctx, cmd: m.DragNote, seq: int) -> None:
+    async def publish_drag(self, actor: Actor, cmd: m.DragNote, seq: int) -> None:
+        """A drag preview to the room (checked already): never stored."""
         await self.publish(
-            ctx.actor.workshop_id,
+            actor.workshop_id,
             {
                 "type": "note.dragging",
                 "seq": seq,
-                "actor": ctx.actor.wire,
-                "at": ctx.now.isoformat(),
+                "actor": actor.wire,
+                "at": utcnow().isoformat(),
                 "cid": cmd.cid,
                 "ts": cmd.ts,
                 "note_id": cmd.note_id,
