@@ -26,7 +26,12 @@ from app.db.models import Workshop
 from app.realtime import messages as m
 from app.realtime.html import html_context, render_control
 from app.realtime.rooms import CLOSE_REMOVED, Connection, Frame, Room, Rooms, close_quietly
-from app.services.identity import participant_cookie, participant_from_token
+from app.services.identity import (
+    participant_cookie,
+    participant_from_token,
+    projector_allowed,
+    projector_cookie,
+)
 from app.services.live.context import Actor, Rejected
 from app.services.live.engine import LiveService
 from app.services.live.snapshot import build_snapshot, events_since
@@ -61,8 +66,8 @@ class TokenBucket:
         return False
 
 
-async def _authenticate(ws: WebSocket, workshop_id: str) -> tuple[Actor, Workshop] | None:
-    """Who is connecting, and whether the workshop is anonymous; None to refuse."""
+async def _authenticate(ws: WebSocket, workshop_id: str) -> tuple[Actor, Workshop, bool] | None:
+    """Who is connecting, the workshop, and whether only as the projector; None to refuse."""
     state = ws.app.state
     codec: TokenCodec = state.codec
     settings = state.settings
@@ -81,7 +86,8 @@ async def _authenticate(ws: WebSocket, workshop_id: str) -> tuple[Actor, Worksho
             )
             if participant is None:
                 return None
-            return Actor("participant", workshop_id, participant_id=participant.id), workshop
+            actor = Actor("participant", workshop_id, participant_id=participant.id)
+            return actor, workshop, False
         candidates = []
         if token:
             candidates.append((ACCESS, token, settings.access_token_hours * 3600))
@@ -95,7 +101,12 @@ async def _authenticate(ws: WebSocket, workshop_id: str) -> tuple[Actor, Worksho
                     actor = Actor(
                         "facilitator", workshop_id, facilitator_id=workshop.facilitator_id
                     )
-                    return actor, workshop
+                    return actor, workshop, False
+        # A projector link (a shared screen): the projector audience, read-only.
+        for value in (token, ws.cookies.get(projector_cookie(workshop_id), "")):
+            if projector_allowed(codec, settings, workshop_id, value):
+                actor = Actor("facilitator", workshop_id, facilitator_id=workshop.facilitator_id)
+                return actor, workshop, True
     return None
 
 
@@ -149,10 +160,11 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
     if found is None:
         await ws.close(CLOSE_POLICY, "not allowed in this workshop")
         return
-    actor, workshop = found
+    actor, workshop, projector_only = found
     audience: m.Audience = "participant"
     if actor.is_facilitator:
-        audience = "projector" if ws.query_params.get("view") == "projector" else "facilitator"
+        view = ws.query_params.get("view")
+        audience = "projector" if projector_only or view == "projector" else "facilitator"
     try:
         last_seq = int(ws.query_params.get("last_seq", "-1"))
     except ValueError:

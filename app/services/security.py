@@ -22,6 +22,7 @@ _DUMMY_HASH = _hasher.hash("not a real password")
 ACCESS = "facilitator-access"
 SESSION = "facilitator-session"
 PARTICIPANT = "participant"
+PROJECTOR = "projector"  # read-only view of one workshop, for a shared screen
 
 
 def hash_password(password: str) -> str:

@@ -17,7 +17,13 @@ from app.db.models import Participant, Workshop
 from app.realtime.messages import Audience
 from app.services import workshops as workshop_service
 from app.services.errors import ServiceError
-from app.services.identity import participant_cookie, participant_from_token
+from app.services.identity import (
+    participant_cookie,
+    participant_from_token,
+    projector_allowed,
+    projector_cookie,
+    projector_token,
+)
 from app.services.security import PARTICIPANT
 from app.web.csrf import check_csrf
 from app.web.deps import CodecDep, MaybeFacilitator, SessionDep, SettingsDep
@@ -256,13 +262,19 @@ async def _facilitator_page(
     template: str,
     base: str,
 ) -> Response:
-    if facilitator is None:
+    settings = request.app.state.settings
+    codec = request.app.state.codec
+    shared_screen = (
+        audience == "projector"
+        and facilitator is None
+        and projector_allowed(codec, settings, wid, request.cookies.get(projector_cookie(wid), ""))
+    )
+    if facilitator is None and not shared_screen:
         return RedirectResponse("/signin", status_code=303)
     workshop = await session.get(Workshop, wid)
-    if workshop is None or workshop.facilitator_id != facilitator.id:
+    if workshop is None or (facilitator is not None and workshop.facilitator_id != facilitator.id):
         return render(request, "live/missing.html", {"facilitator": facilitator}, status_code=404)
     view = await room_view(request, workshop, audience, None)
-    settings = request.app.state.settings
     outline = _outline(request, template)
     return render(
         request,
@@ -270,11 +282,16 @@ async def _facilitator_page(
         {
             **view,
             "facilitator": facilitator,
-            "my_name": facilitator.display_name,
+            "my_name": facilitator.display_name if facilitator else "",
             "outline": outline,
             "stage_url": f"/{base}/{wid}/stage" + ("?view=outline" if outline else ""),
             "page_url": f"/{base}/{wid}",
             "join_url": f"{settings.public_url}/join/{workshop.join_code}",
+            "projector_link": (
+                f"{settings.public_url}/projector/{wid}/open?k={projector_token(codec, wid)}"
+                if audience == "facilitator"
+                else None
+            ),
         },
     )
 
@@ -313,6 +330,26 @@ async def projector(
     return await _facilitator_page(
         request, wid, session, facilitator, "projector", "live/room.html", "projector"
     )
+
+
+@router.get("/projector/{wid}/open", response_class=HTMLResponse)
+async def projector_open(
+    request: Request, wid: str, settings: SettingsDep, codec: CodecDep, k: str = ""
+) -> Response:
+    """A projector link: this browser shows the workshop's projector view, signed out."""
+    if not projector_allowed(codec, settings, wid, k):
+        return render(request, "live/missing.html", {"facilitator": None}, status_code=404)
+    response = RedirectResponse(f"/projector/{wid}", status_code=303)
+    response.set_cookie(
+        projector_cookie(wid),
+        k,
+        max_age=settings.participant_token_days * 86400,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        path="/",
+    )
+    return response
 
 
 @router.get("/projector/{wid}/stage", response_class=HTMLResponse)

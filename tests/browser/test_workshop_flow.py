@@ -102,10 +102,14 @@ def test_one_core_function_end_to_end(server: LiveServer, browser: Browser) -> N
     expect(dee.locator("#connection")).to_have_attribute("data-state", "removed")
     expect(fac.locator("#participants li")).to_have_count(3)
     dee.close()
+    # The room's screen opens the console's projector link: no facilitator sign-in there.
+    fac.locator("summary", has_text="Projector link").click()
+    link = fac.locator("code.share-link").inner_text()
     projector = checks.page(browser, "projector", DESKTOP)
-    projector.context.add_cookies(fac.context.cookies())  # type: ignore[arg-type]
-    projector.goto(f"{server.base}/projector/{workshop_id}")
+    projector.goto(link)
+    expect(projector).to_have_url(f"{server.base}/projector/{workshop_id}")
     _connected(projector)
+    expect(projector.locator(".room-who")).to_have_text("Projector view")
 
     # Sort: everyone marks every card; Cy disagrees on all of them.
     fac.click("text=Start the workshop")

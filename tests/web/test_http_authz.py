@@ -303,6 +303,12 @@ CASES: list[Case] = [
     Case(("GET", "/console/{wid}/outline"), OWNER_PAGE, url="/console/{w}/outline"),
     Case(("GET", "/projector/{wid}"), OWNER_PAGE, url="/projector/{w}"),
     Case(("GET", "/projector/{wid}/stage"), OWNER_PAGE, url="/projector/{w}/stage"),
+    Case(
+        ("GET", "/projector/{wid}/open"),
+        expect("404"),
+        url="/projector/{w}/open?k=forged",
+        label="a forged projector link",
+    ),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import httpx
@@ -161,3 +162,43 @@ async def test_dashboard_imports_a_json_export(
     no_csrf = await client.post("/dashboard/import", files=upload("c.json", exported.content))
     assert no_csrf.status_code == 403
     assert len((await client.get("/api/workshops")).json()) == 2  # nothing half-written
+
+
+async def test_projector_link_shows_the_projector_view_without_signing_in(
+    client: httpx.AsyncClient, facilitator: FacilitatorLogin
+) -> None:
+    created = await client.post(
+        "/api/workshops",
+        json={"definition": "dhs-cx-maturity", "title": "Room screen"},
+        headers=facilitator.headers,
+    )
+    wid = created.json()["id"]
+    console = await client.get(f"/console/{wid}", headers=facilitator.headers)
+    assert console.status_code == 200
+    match = re.search(r'class="share-link">([^<]+)</code>', console.text)
+    assert match, "the console shows no projector link"
+    link = html.unescape(match.group(1)).removeprefix("http://testserver")
+    assert link.startswith(f"/projector/{wid}/open?k=")
+
+    screen = httpx.AsyncClient(transport=client._transport, base_url="http://testserver")
+    async with screen:
+        assert (await screen.get(f"/projector/{wid}")).headers["location"] == "/signin"
+        opened = await screen.get(link)
+        assert opened.status_code == 303 and opened.headers["location"] == f"/projector/{wid}"
+        assert "HttpOnly" in opened.headers["set-cookie"]
+        page = await screen.get(f"/projector/{wid}")
+        assert page.status_code == 200 and "Projector view" in page.text
+        assert "share-link" not in page.text and "Facilitator controls" not in page.text
+        assert (await screen.get(f"/projector/{wid}/stage")).status_code == 200
+        # The screen's cookie opens nothing else: not the console, not the API.
+        assert (await screen.get(f"/console/{wid}")).headers["location"] == "/signin"
+        assert (await screen.get(f"/api/workshops/{wid}")).status_code == 401
+        other = await client.post(
+            "/api/workshops",
+            json={"definition": "dhs-cx-maturity", "title": "Another room"},
+            headers=facilitator.headers,
+        )
+        other_id = other.json()["id"]
+        assert (await screen.get(f"/projector/{other_id}")).headers["location"] == "/signin"
+        forged = await screen.get(f"/projector/{other_id}/open?k={link.split('k=')[1]}")
+        assert forged.status_code == 404
