@@ -29,7 +29,7 @@ from app.realtime.rooms import CLOSE_REMOVED, Connection, Frame, Room, Rooms, cl
 from app.services.identity import participant_cookie, participant_from_token
 from app.services.live.context import Actor, Rejected
 from app.services.live.engine import LiveService
-from app.services.live.snapshot import build_snapshot, events_since
+from app.services.live.snapshot import SharedSnapshot, build_shared, events_since
 from app.services.security import ACCESS, SESSION, InvalidToken, TokenCodec, is_participant_token
 
 log = logging.getLogger(__name__)
@@ -343,24 +343,59 @@ async def _send_missed(
         conn.last_seq = workshop.seq
         return
     if missed is None:
-        definition, phases = live.cache.get(workshop)
-        room = rooms.rooms.get(conn.actor.workshop_id)
-        snapshot = await build_snapshot(
-            session,
-            workshop,
-            definition,
-            phases,
-            conn.audience,
-            conn.actor.participant_id,
-            dict(room.presence) if room else {},
-        )
         if conn.fmt == "html":
-            await conn.ws.send_text(render_control(snapshot))
+            # A page is only told to reload at this seq: it renders the state itself.
+            await conn.ws.send_text(render_control({"type": "snapshot", "seq": workshop.seq}))
         else:
-            await conn.ws.send_text(json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False))
+            room = rooms.rooms.get(conn.actor.workshop_id)
+            shared = await _shared_snapshot(room, session, live, workshop, conn.audience)
+            presence = room.presence if room else {}
+            await conn.ws.send_text(shared.text(conn.actor.participant_id, presence))
         conn.last_seq = workshop.seq
         return
     await _send_events(conn, rooms, missed, since)
+
+
+class _Abandoned(Exception):
+    """The shared snapshot build that others waited for did not finish."""
+
+
+async def _shared_snapshot(
+    room: Room | None,
+    session: AsyncSession,
+    live: LiveService,
+    workshop: Workshop,
+    audience: m.Audience,
+) -> SharedSnapshot:
+    """The audience's snapshot at the workshop's seq as read in `session`: built once
+    per room, seq and audience, and shared by everyone joining at that seq (those who
+    arrive while it is being built wait for it). The rows at one seq are the same in
+    any transaction that reads that seq, so another client's build serves this one."""
+    definition, phases = live.cache.get(workshop)
+    seq = workshop.seq
+    if room is None:
+        return await build_shared(session, workshop, definition, phases, audience)
+    held = room.snapshots.get(audience)
+    if held is not None and held[0] == seq:
+        with contextlib.suppress(_Abandoned):
+            # shield: a waiter that goes away must not cancel the build for the others
+            return await asyncio.shield(held[1])
+        held = room.snapshots.get(audience)
+    if held is not None and held[0] >= seq:
+        # An older moment than the one kept (or a retry after a failed build): not kept.
+        return await build_shared(session, workshop, definition, phases, audience)
+    future: asyncio.Future[SharedSnapshot] = asyncio.get_running_loop().create_future()
+    room.snapshots[audience] = (seq, future)
+    try:
+        shared = await build_shared(session, workshop, definition, phases, audience)
+    except BaseException:
+        if room.snapshots.get(audience) == (seq, future):
+            del room.snapshots[audience]
+        future.set_exception(_Abandoned())
+        future.exception()  # retrieved: nobody may be waiting
+        raise
+    future.set_result(shared)
+    return shared
 
 
 async def _send_events(
