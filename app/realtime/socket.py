@@ -163,14 +163,17 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
     fmt: Literal["json", "html"] = "html" if ws.query_params.get("format") == "html" else "json"
     conn = Connection(ws=ws, actor=actor, audience=audience, fmt=fmt, address=address)
     definition, _phases = live.cache.get(workshop)
-    room = rooms.join(conn, workshop.anonymous, workshop.seq, html_context(definition))
-    writer = asyncio.create_task(_writer(conn, rooms, live, last_seq, workshop.seq))
+    seq = workshop.seq
+    room = rooms.join(conn, workshop.anonymous, seq, html_context(definition))
+    # This coroutine lives as long as the socket: keep no ORM row (or definition) in it.
+    del found, workshop, definition, _phases
+    writer = asyncio.create_task(_writer(conn, rooms, live, last_seq, seq))
     try:
         if actor.participant_id:
             room.presence[actor.participant_id] = "online"
             # Presence carries the newest seq known here, so a client that has not seen
             # an event up to it (a publish lost in transit) fetches it first.
-            await live.publish_presence(actor, "online", max(room.last_seq, workshop.seq))
+            await live.publish_presence(actor, "online", max(room.last_seq, seq))
         await _reader(conn, live, room)
         # The reader gave up on this client (a policy close is queued): let the writer
         # send what is queued before it, then the close frame.
@@ -429,6 +432,7 @@ async def _writer(
     try:
         if conn.fmt == "json":
             await ws.send_text(json.dumps(hello))
+        del hello  # not kept for the socket's life
         async with live.sessionmaker() as session:
             await _send_missed(conn, rooms, session, live, last_seq, known)
         while True:
