@@ -39,7 +39,7 @@ from app.domain.phases import PhaseKind as PhaseKind
 from app.domain.phases import PhaseSpec as PhaseSpec
 from app.domain.phases import expand_phases as expand_phases
 
-DEFAULT_DEFINITIONS_DIR = Path(__file__).resolve().parents[2] / "workshop_templates"
+DEFAULT_DEFINITIONS_DIR: Path = Path(__file__).resolve().parents[2] / "workshop_templates"
 MAX_DEFINITION_CHARS = 500_000
 SNAPSHOT_SOURCE = "<snapshot>"
 

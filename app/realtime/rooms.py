@@ -18,7 +18,7 @@ import itertools
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.websockets import WebSocket, WebSocketState
 
@@ -28,6 +28,9 @@ from app.realtime.hub import RESYNC, Hub
 from app.realtime.messages import EPHEMERAL_EVENTS, Audience
 from app.realtime.views import dumps, render_text
 from app.services.live.context import Actor
+
+if TYPE_CHECKING:
+    from app.services.live.snapshot import SharedSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +141,9 @@ class Room:
         # The latest stored events heard, consecutive, as the log would replay them:
         # resumes and gap fills are served from here when it covers them.
         self.ring: deque[dict[str, Any]] = deque(maxlen=RING_SIZE)
+        # The shared part of the latest snapshot built per audience: (seq, its build).
+        # Everyone who joins at that seq gets it with their own `me` spliced in.
+        self.snapshots: dict[Audience, tuple[int, asyncio.Future[SharedSnapshot]]] = {}
 
     def holding(self) -> bool:
         return bool(self._held)

@@ -34,7 +34,7 @@ from app.services.identity import (
 )
 from app.services.live.context import Actor, Rejected
 from app.services.live.engine import LiveService
-from app.services.live.snapshot import build_snapshot, events_since
+from app.services.live.snapshot import SharedSnapshot, build_shared, events_since
 from app.services.security import ACCESS, SESSION, InvalidToken, TokenCodec, is_participant_token
 
 log = logging.getLogger(__name__)
@@ -175,14 +175,17 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
     fmt: Literal["json", "html"] = "html" if ws.query_params.get("format") == "html" else "json"
     conn = Connection(ws=ws, actor=actor, audience=audience, fmt=fmt, address=address)
     definition, _phases = live.cache.get(workshop)
-    room = rooms.join(conn, workshop.anonymous, workshop.seq, html_context(definition))
-    writer = asyncio.create_task(_writer(conn, rooms, live, last_seq, workshop.seq))
+    seq = workshop.seq
+    room = rooms.join(conn, workshop.anonymous, seq, html_context(definition))
+    # This coroutine lives as long as the socket: keep no ORM row (or definition) in it.
+    del found, workshop, definition, _phases
+    writer = asyncio.create_task(_writer(conn, rooms, live, last_seq, seq))
     try:
         if actor.participant_id:
             room.presence[actor.participant_id] = "online"
             # Presence carries the newest seq known here, so a client that has not seen
             # an event up to it (a publish lost in transit) fetches it first.
-            await live.publish_presence(actor, "online", max(room.last_seq, workshop.seq))
+            await live.publish_presence(actor, "online", max(room.last_seq, seq))
         await _reader(conn, live, room)
         # The reader gave up on this client (a policy close is queued): let the writer
         # send what is queued before it, then the close frame.
@@ -355,24 +358,59 @@ async def _send_missed(
         conn.last_seq = workshop.seq
         return
     if missed is None:
-        definition, phases = live.cache.get(workshop)
-        room = rooms.rooms.get(conn.actor.workshop_id)
-        snapshot = await build_snapshot(
-            session,
-            workshop,
-            definition,
-            phases,
-            conn.audience,
-            conn.actor.participant_id,
-            dict(room.presence) if room else {},
-        )
         if conn.fmt == "html":
-            await conn.ws.send_text(render_control(snapshot))
+            # A page is only told to reload at this seq: it renders the state itself.
+            await conn.ws.send_text(render_control({"type": "snapshot", "seq": workshop.seq}))
         else:
-            await conn.ws.send_text(json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False))
+            room = rooms.rooms.get(conn.actor.workshop_id)
+            shared = await _shared_snapshot(room, session, live, workshop, conn.audience)
+            presence = room.presence if room else {}
+            await conn.ws.send_text(shared.text(conn.actor.participant_id, presence))
         conn.last_seq = workshop.seq
         return
     await _send_events(conn, rooms, missed, since)
+
+
+class _Abandoned(Exception):
+    """The shared snapshot build that others waited for did not finish."""
+
+
+async def _shared_snapshot(
+    room: Room | None,
+    session: AsyncSession,
+    live: LiveService,
+    workshop: Workshop,
+    audience: m.Audience,
+) -> SharedSnapshot:
+    """The audience's snapshot at the workshop's seq as read in `session`: built once
+    per room, seq and audience, and shared by everyone joining at that seq (those who
+    arrive while it is being built wait for it). The rows at one seq are the same in
+    any transaction that reads that seq, so another client's build serves this one."""
+    definition, phases = live.cache.get(workshop)
+    seq = workshop.seq
+    if room is None:
+        return await build_shared(session, workshop, definition, phases, audience)
+    held = room.snapshots.get(audience)
+    if held is not None and held[0] == seq:
+        with contextlib.suppress(_Abandoned):
+            # shield: a waiter that goes away must not cancel the build for the others
+            return await asyncio.shield(held[1])
+        held = room.snapshots.get(audience)
+    if held is not None and held[0] >= seq:
+        # An older moment than the one kept (or a retry after a failed build): not kept.
+        return await build_shared(session, workshop, definition, phases, audience)
+    future: asyncio.Future[SharedSnapshot] = asyncio.get_running_loop().create_future()
+    room.snapshots[audience] = (seq, future)
+    try:
+        shared = await build_shared(session, workshop, definition, phases, audience)
+    except BaseException:
+        if room.snapshots.get(audience) == (seq, future):
+            del room.snapshots[audience]
+        future.set_exception(_Abandoned())
+        future.exception()  # retrieved: nobody may be waiting
+        raise
+    future.set_result(shared)
+    return shared
 
 
 async def _send_events(
@@ -406,6 +444,7 @@ async def _writer(
     try:
         if conn.fmt == "json":
             await ws.send_text(json.dumps(hello))
+        del hello  # not kept for the socket's life
         async with live.sessionmaker() as session:
             await _send_missed(conn, rooms, session, live, last_seq, known)
         while True:

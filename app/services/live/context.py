@@ -114,12 +114,15 @@ def phase_state(phases: tuple[Phase, ...], index: int) -> PhaseState:
 
 
 def timer_state(workshop: Workshop, now: datetime) -> TimerState:
-    if workshop.timer_ends_at is not None:
-        remaining = max(0, math.ceil((workshop.timer_ends_at - now).total_seconds()))
-        return TimerState(
-            running=True, ends_at=workshop.timer_ends_at.isoformat(), remaining_s=remaining
-        )
-    return TimerState(running=False, ends_at=None, remaining_s=workshop.timer_remaining_s)
+    return timer_of(workshop.timer_ends_at, workshop.timer_remaining_s, now)
+
+
+def timer_of(ends_at: datetime | None, remaining_s: int | None, now: datetime) -> TimerState:
+    """The timer as of `now`, from a workshop's `timer_ends_at` and `timer_remaining_s`."""
+    if ends_at is not None:
+        remaining = max(0, math.ceil((ends_at - now).total_seconds()))
+        return TimerState(running=True, ends_at=ends_at.isoformat(), remaining_s=remaining)
+    return TimerState(running=False, ends_at=None, remaining_s=remaining_s)
 
 
 def utcnow() -> datetime:
