@@ -3,7 +3,9 @@
 `seq` comes from `UPDATE workshop SET seq = seq + 1 ... RETURNING seq` inside the
 caller's transaction. The row lock taken by the UPDATE serialises writers on
 PostgreSQL, and SQLite's single writer does the same, so numbers never repeat and
-never skip (a rolled-back transaction gives its number back).
+never skip (a rolled-back transaction gives its number back). The live engine takes
+a command's first number together with the workshop row it reads (one statement,
+`app.services.live.engine`) and passes it to `append_event` as `seq`.
 """
 
 from __future__ import annotations
@@ -41,9 +43,15 @@ async def append_event(
     type_: str,
     payload: dict[str, Any],
     actor: str | None,
+    seq: int | None = None,
 ) -> Event:
-    """Add a numbered event to the caller's transaction (not committed here)."""
-    seq = await next_seq(session, workshop_id)
+    """Add a numbered event to the caller's transaction (not committed here).
+
+    `seq`, when given, is a number the caller has already taken from the workshop row
+    in this transaction; otherwise the next one is taken here.
+    """
+    if seq is None:
+        seq = await next_seq(session, workshop_id)
     event = Event(workshop_id=workshop_id, seq=seq, type=type_, payload=payload, actor=actor)
     session.add(event)
     await session.flush()

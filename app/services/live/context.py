@@ -64,6 +64,9 @@ class Ctx:
     ts: float | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
+    # The number taken with the workshop row when the command began (engine._context):
+    # the first event gets it, any further event takes the next one.
+    reserved_seq: int | None = None
 
     @property
     def phase(self) -> Phase:
@@ -83,8 +86,9 @@ class Ctx:
 
     async def emit(self, type_: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Append an event to the log in this transaction; returns the full message."""
+        seq, self.reserved_seq = self.reserved_seq, None
         event = await append_event(
-            self.session, self.workshop.id, type_, payload, self.actor.log_tag
+            self.session, self.workshop.id, type_, payload, self.actor.log_tag, seq=seq
         )
         message = {
             "type": type_,

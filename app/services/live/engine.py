@@ -13,8 +13,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models import Participant, Workshop
@@ -127,7 +129,7 @@ class LiveService:
         """A drag preview is checked and published, never written."""
         try:
             async with self.sessionmaker() as session:
-                ctx = await self._context(session, actor, command)
+                ctx = await self._context(session, actor, command, write=False)
                 await HANDLERS["note.drag"](ctx, command)
                 seq = ctx.workshop.seq  # read before the rollback expires the row
                 await session.rollback()
@@ -142,6 +144,9 @@ class LiveService:
             async with self.sessionmaker() as session:
                 ctx = await self._context(session, actor, command)
                 await handler(ctx, command)
+                if ctx.reserved_seq is not None:
+                    # No event after all: give the number back, the log has no holes.
+                    ctx.workshop.seq = ctx.reserved_seq - 1
                 session.add(ctx.workshop)
                 await session.commit()
         except IntegrityError as exc:
@@ -166,13 +171,45 @@ class LiveService:
             # Committed already: clients will see a gap in seq and catch up from the log.
             log.exception("publish failed for workshop %s", workshop_id)
 
-    async def _context(self, session: AsyncSession, actor: Actor, command: Any) -> Ctx:
-        workshop = await session.get(Workshop, actor.workshop_id)
-        if workshop is None:
-            raise Rejected("not_found", "this workshop no longer exists")
+    async def _context(
+        self, session: AsyncSession, actor: Actor, command: Any, *, write: bool = True
+    ) -> Ctx:
+        """The workshop row and the actor's standing, in one statement.
+
+        A write takes the workshop's next seq in the same statement (`UPDATE workshop
+        SET seq = seq + 1 ... RETURNING`): the command's first event gets it, and the row
+        lock it takes orders the command's reads and writes with every other command of
+        the workshop on PostgreSQL (SQLite has one writer). A refused command rolls back,
+        which gives the number back. A drag preview only reads.
+        """
+        wid = actor.workshop_id
+        active: Any = true()
         if not actor.is_facilitator:
-            participant = await session.get(Participant, actor.participant_id)
-            if participant is None or participant.removed_at is not None:
+            active = (
+                select(Participant.id)
+                .where(
+                    col(Participant.id) == actor.participant_id,
+                    col(Participant.workshop_id) == wid,
+                    col(Participant.removed_at).is_(None),
+                )
+                .exists()
+            )
+        stmt: Any
+        if write:
+            stmt = (
+                update(Workshop)
+                .where(col(Workshop.id) == wid)
+                .values(seq=col(Workshop.seq) + 1)
+                .returning(Workshop, active.label("active"))
+            )
+        else:
+            stmt = select(Workshop, active.label("active")).where(col(Workshop.id) == wid)
+        row = (await session.exec(stmt)).first()
+        if row is None:
+            raise Rejected("not_found", "this workshop no longer exists")
+        workshop: Workshop = row[0]
+        if not actor.is_facilitator:
+            if not row[1]:
                 raise Rejected("removed", "you have been removed from this workshop")
             if workshop.state == "lobby":
                 raise Rejected("not_started", "the workshop has not started yet")
@@ -190,6 +227,7 @@ class LiveService:
             now=utcnow(),
             cid=command.cid,
             ts=command.ts,
+            reserved_seq=workshop.seq if write else None,
         )
 
     async def publish_drag(self, actor: Actor, cmd: m.DragNote, seq: int) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlmodel import col, delete, func, select, update
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import SQLModel, col, delete, func, select, update
 
 from app.db.models import CardVote, DotVote, LevelVote, Note, NoteGroup
 from app.domain.definitions import PhaseKind, UnknownIdError
@@ -33,6 +36,18 @@ def note_out(note: Note, dots: int = 0) -> dict[str, object]:
 # --- votes ------------------------------------------------------------------------------
 
 
+async def _upsert(
+    ctx: Ctx, model: type[SQLModel], values: dict[str, Any], key: list[str], changes: list[str]
+) -> None:
+    """INSERT a row, or UPDATE `changes` of the one with the same `key` (one statement)."""
+    dialect = postgresql if ctx.session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(model).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=key, set_={name: stmt.excluded[name] for name in changes}
+    )
+    await ctx.session.exec(stmt)
+
+
 async def vote_card(ctx: Ctx, cmd: m.VoteCard) -> None:
     pid = ctx.require_participant("sort cards")
     phase = ctx.require_phase(PhaseKind.SORT, what="sorting cards")
@@ -44,25 +59,21 @@ async def vote_card(ctx: Ctx, cmd: m.VoteCard) -> None:
         raise Rejected("wrong_phase", f"that card belongs to {function.name}, not this phase")
     if f"cards:{function.id}" in ctx.workshop.revealed:
         raise Rejected("revealed", "the votes are revealed; ask the facilitator to hide them")
-    vote = (
-        await ctx.session.exec(
-            select(CardVote).where(
-                CardVote.workshop_id == ctx.workshop.id,
-                CardVote.participant_id == pid,
-                CardVote.card_id == cmd.card_id,
-            )
-        )
-    ).first() or CardVote(
-        workshop_id=ctx.workshop.id,
-        participant_id=pid,
-        function_id=function.id,
-        card_id=cmd.card_id,
-        choice=cmd.choice,
+    # One vote per person per card: the unique key turns a second vote into a change.
+    await _upsert(
+        ctx,
+        CardVote,
+        {
+            "workshop_id": ctx.workshop.id,
+            "participant_id": pid,
+            "function_id": function.id,
+            "card_id": cmd.card_id,
+            "choice": cmd.choice,
+            "updated_at": ctx.now,
+        },
+        key=["workshop_id", "participant_id", "card_id"],
+        changes=["choice", "updated_at"],
     )
-    vote.choice = cmd.choice
-    vote.updated_at = ctx.now
-    ctx.session.add(vote)
-    await ctx.session.flush()
     voters = await voters_on_card(ctx.session, ctx.workshop.id, cmd.card_id)
     ctx.result = {"card_id": cmd.card_id, "choice": cmd.choice}
     await ctx.emit(
@@ -87,26 +98,20 @@ async def vote_level(ctx: Ctx, cmd: m.VoteLevel) -> None:
     rnd = await current_round(ctx.session, ctx.workshop.id, phase.function_id)
     if rnd.revealed_at is not None:
         raise Rejected("revealed", "this round is revealed; wait for the next round")
-    vote = (
-        await ctx.session.exec(
-            select(LevelVote).where(
-                LevelVote.workshop_id == ctx.workshop.id,
-                LevelVote.participant_id == pid,
-                LevelVote.function_id == phase.function_id,
-                LevelVote.round == rnd.number,
-            )
-        )
-    ).first() or LevelVote(
-        workshop_id=ctx.workshop.id,
-        participant_id=pid,
-        function_id=phase.function_id,
-        round=rnd.number,
-        level=cmd.level,
+    await _upsert(
+        ctx,
+        LevelVote,
+        {
+            "workshop_id": ctx.workshop.id,
+            "participant_id": pid,
+            "function_id": phase.function_id,
+            "round": rnd.number,
+            "level": cmd.level,
+            "updated_at": ctx.now,
+        },
+        key=["workshop_id", "participant_id", "function_id", "round"],
+        changes=["level", "updated_at"],
     )
-    vote.level = cmd.level
-    vote.updated_at = ctx.now
-    ctx.session.add(vote)
-    await ctx.session.flush()
     voters = await voters_in_round(ctx.session, ctx.workshop.id, phase.function_id, rnd.number)
     ctx.result = {"function_id": phase.function_id, "round": rnd.number, "level": cmd.level}
     await ctx.emit(
@@ -161,15 +166,6 @@ async def _note(ctx: Ctx, note_id: str, *, own: bool, what: str) -> Note:
     if own and not ctx.actor.is_facilitator and note.author_id != ctx.actor.participant_id:
         raise Rejected("not_yours", f"only its author or the facilitator can {what} a note")
     return note
-
-
-async def _dots(ctx: Ctx, note_id: str) -> int:
-    n = (
-        await ctx.session.exec(
-            select(func.count()).select_from(DotVote).where(DotVote.note_id == note_id)
-        )
-    ).one()
-    return int(n)
 
 
 async def _free_spot(ctx: Ctx, function_id: str, area: str) -> tuple[float, float]:
@@ -335,29 +331,49 @@ def dot_budget(ctx: Ctx) -> int:
     return phase.dot_budget if phase.dot_budget is not None else ctx.workshop.dot_budget
 
 
-async def _dots_used(ctx: Ctx, pid: str, phase_key: str) -> int:
-    n = (
-        await ctx.session.exec(
-            select(func.count())
-            .select_from(DotVote)
-            .where(
-                DotVote.workshop_id == ctx.workshop.id,
-                DotVote.participant_id == pid,
-                DotVote.phase_key == phase_key,
-            )
+def _dots_used(ctx: Ctx, pid: str, phase_key: str) -> Any:
+    """The participant's dots in this phase, as a scalar subquery."""
+    return (
+        select(func.count())
+        .select_from(DotVote)
+        .where(
+            DotVote.workshop_id == ctx.workshop.id,
+            DotVote.participant_id == pid,
+            DotVote.phase_key == phase_key,
         )
-    ).one()
-    return int(n)
+        .scalar_subquery()
+    )
+
+
+def _dots_on(note_id: Any) -> Any:
+    """The dots on a note, as a scalar subquery."""
+    return (
+        select(func.count())
+        .select_from(DotVote)
+        .where(col(DotVote.note_id) == note_id)
+        .scalar_subquery()
+    )
 
 
 async def add_dot(ctx: Ctx, cmd: m.AddDot) -> None:
     pid = ctx.require_participant("dot-vote")
     phase = ctx.require_phase(PhaseKind.PRIORITISE, what="dot voting")
-    note = await _note(ctx, cmd.note_id, own=False, what="vote on")
+    # The note, the participant's dots in this phase and the note's dots: one query.
+    # The counts cannot change before the commit: the command holds the workshop row
+    # (engine._context), and every dot is written by a command of this workshop.
+    row = (
+        await ctx.session.exec(
+            select(Note, _dots_used(ctx, pid, phase.key), _dots_on(col(Note.id))).where(
+                col(Note.id) == cmd.note_id
+            )
+        )
+    ).first()
+    if row is None or row[0].workshop_id != ctx.workshop.id:
+        raise Rejected("unknown_note", "there is no such note (it may have been deleted)")
+    note, used, dots = row[0], int(row[1]), int(row[2])
     if note.function_id != phase.function_id or (phase.area and note.area != phase.area):
         raise Rejected("wrong_area", "dots go on the notes of the area being prioritised")
     budget = dot_budget(ctx)
-    used = await _dots_used(ctx, pid, phase.key)
     if used >= budget:
         raise Rejected("no_dots_left", f"you have used all {budget} of your dots")
     ctx.session.add(
@@ -365,29 +381,28 @@ async def add_dot(ctx: Ctx, cmd: m.AddDot) -> None:
             workshop_id=ctx.workshop.id, note_id=note.id, participant_id=pid, phase_key=phase.key
         )
     )
-    await ctx.session.flush()
     ctx.result = {"dots_left": budget - used - 1}
-    dots = await _dots(ctx, note.id)
-    await ctx.emit("dot.added", {"note_id": note.id, "participant_id": pid, "dots": dots})
+    await ctx.emit("dot.added", {"note_id": note.id, "participant_id": pid, "dots": dots + 1})
 
 
 async def remove_dot(ctx: Ctx, cmd: m.RemoveDot) -> None:
     pid = ctx.require_participant("dot-vote")
     phase = ctx.require_phase(PhaseKind.PRIORITISE, what="dot voting")
-    dot = (
+    # One of the participant's dots on the note, with both counts (see add_dot).
+    row = (
         await ctx.session.exec(
-            select(DotVote).where(
+            select(DotVote, _dots_used(ctx, pid, phase.key), _dots_on(cmd.note_id))
+            .where(
                 DotVote.note_id == cmd.note_id,
                 DotVote.participant_id == pid,
                 DotVote.phase_key == phase.key,
             )
+            .limit(1)
         )
     ).first()
-    if dot is None:
+    if row is None:
         raise Rejected("no_dot", "you have no dot on that note")
+    dot, used, dots = row[0], int(row[1]), int(row[2])
     await ctx.session.delete(dot)
-    await ctx.session.flush()
-    used = await _dots_used(ctx, pid, phase.key)
-    ctx.result = {"dots_left": dot_budget(ctx) - used}
-    dots = await _dots(ctx, cmd.note_id)
-    await ctx.emit("dot.removed", {"note_id": cmd.note_id, "participant_id": pid, "dots": dots})
+    ctx.result = {"dots_left": dot_budget(ctx) - (used - 1)}
+    await ctx.emit("dot.removed", {"note_id": cmd.note_id, "participant_id": pid, "dots": dots - 1})

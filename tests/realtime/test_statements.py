@@ -1,0 +1,86 @@
+"""SQL statements per live command, counted (never timed) on SQLite and PostgreSQL.
+
+Every statement the server sends to the database between a command and its reply
+is counted with a `before_cursor_execute` listener on the app's engine. The figures
+pin design change 2 of docs/benchmarks.md: the workshop row, the actor's standing
+and the command's seq come from one statement; votes are one upsert; a dot is one
+query plus its insert. The transaction's BEGIN/COMMIT are not cursor statements.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+
+from tests.realtime.conftest import Client, Server, Workshop
+
+CARD = "measurement-feedback-channel"
+
+# Command kind -> statements, including the event's INSERT.
+EXPECTED = {
+    "workshop.start": 3,  # workshop + seq; phase state UPDATE; event INSERT
+    "card.vote (first)": 4,  # workshop + seq; upsert; voters COUNT; event INSERT
+    "card.vote (change)": 4,
+    "card.vote (refused: locked)": 1,  # workshop + standing, rolled back
+    "input.lock": 3,
+    "level.vote": 5,  # workshop + seq; current round; upsert; voters COUNT; event INSERT
+    "note.create": 4,  # workshop + seq; free spot COUNT; note INSERT; event INSERT
+    "note.move": 4,  # workshop + seq; note SELECT; note UPDATE; event INSERT
+    "dot.add": 4,  # workshop + seq; note with both counts; dot INSERT; event INSERT
+    "dot.remove": 4,  # workshop + seq; dot with both counts; dot DELETE; event INSERT
+}
+
+
+class Counter:
+    def __init__(self, server: Server) -> None:
+        self.statements: list[str] = []
+        self.engine = server.app.state.engine.sync_engine
+        event.listen(self.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        self.statements.append(statement)
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+    async def count(self, clients: list[Client], sender: Client, type_: str, **fields: Any) -> int:
+        for client in clients:
+            await client.quiet(0.05)
+        self.statements.clear()
+        cid = await sender.send(type_, **fields)
+        await sender.reply(cid)
+        for client in clients:
+            await client.quiet(0.1)  # anything the event sets off is counted too
+        return len(self.statements)
+
+
+async def test_statements_per_command(server: Server, workshop: Workshop) -> None:
+    fac = await workshop.facilitator()
+    _ann_id, ann = await workshop.participant("Ann")
+    _bob_id, bob = await workshop.participant("Bob")
+    room = [fac, ann, bob]
+    counter = Counter(server)
+    seen: dict[str, int] = {}
+    try:
+        c = counter.count
+        seen["workshop.start"] = await c(room, fac, "workshop.start")
+        seen["card.vote (first)"] = await c(room, ann, "card.vote", card_id=CARD, choice="do")
+        seen["card.vote (change)"] = await c(room, ann, "card.vote", card_id=CARD, choice="dont")
+        seen["input.lock"] = await c(room, fac, "input.lock")
+        seen["card.vote (refused: locked)"] = await c(
+            room, bob, "card.vote", card_id=CARD, choice="do"
+        )
+        await fac.do("input.unlock")
+        await fac.do("phase.goto", index=3)
+        seen["level.vote"] = await c(room, ann, "level.vote", level=1)
+        await fac.do("phase.next")
+        seen["note.create"] = await c(room, ann, "note.create", area="how", text="Weekly review")
+        note_id = next(m for m in ann.received if m.get("type") == "note.created")["note"]["id"]
+        seen["note.move"] = await c(room, bob, "note.move", note_id=note_id, x=0.5, y=0.5)
+        await fac.do("phase.next")
+        seen["dot.add"] = await c(room, ann, "dot.add", note_id=note_id)
+        seen["dot.remove"] = await c(room, ann, "dot.remove", note_id=note_id)
+    finally:
+        counter.close()
+    assert seen == EXPECTED
