@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -15,6 +15,21 @@ from app.domain.definitions import Definition
 from app.services.security import ACCESS, SESSION, InvalidToken, TokenCodec
 
 SESSION_COOKIE = "cxw_session"
+
+
+def set_private_cookie(
+    response: Response, settings: Settings, name: str, value: str, max_age_s: int
+) -> None:
+    """A credential cookie: HttpOnly, SameSite=Lax, Secure behind HTTPS, whole site."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age_s,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        path="/",
+    )
 
 
 def get_settings(request: Request) -> Settings:

@@ -26,7 +26,13 @@ from app.services.identity import (
 )
 from app.services.security import PARTICIPANT
 from app.web.csrf import check_csrf
-from app.web.deps import CodecDep, MaybeFacilitator, SessionDep, SettingsDep
+from app.web.deps import (
+    CodecDep,
+    MaybeFacilitator,
+    SessionDep,
+    SettingsDep,
+    set_private_cookie,
+)
 from app.web.pages import render
 from app.web.ratelimit import client_address
 from app.web.room_view import room_view
@@ -49,14 +55,8 @@ async def _me(
 
 
 def _set_participant_cookie(response: Response, settings: Any, wid: str, token: str) -> None:
-    response.set_cookie(
-        participant_cookie(wid),
-        token,
-        max_age=settings.participant_token_days * 86400,
-        httponly=True,
-        samesite="lax",
-        secure=settings.secure_cookies,
-        path="/",
+    set_private_cookie(
+        response, settings, participant_cookie(wid), token, settings.participant_token_days * 86400
     )
 
 
@@ -340,14 +340,8 @@ async def projector_open(
     if not projector_allowed(codec, settings, wid, k):
         return render(request, "live/missing.html", {"facilitator": None}, status_code=404)
     response = RedirectResponse(f"/projector/{wid}", status_code=303)
-    response.set_cookie(
-        projector_cookie(wid),
-        k,
-        max_age=settings.participant_token_days * 86400,
-        httponly=True,
-        samesite="lax",
-        secure=settings.secure_cookies,
-        path="/",
+    set_private_cookie(
+        response, settings, projector_cookie(wid), k, settings.participant_token_days * 86400
     )
     return response
 

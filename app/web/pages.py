@@ -24,6 +24,7 @@ from app.web.deps import (
     MaybeFacilitator,
     SessionDep,
     SettingsDep,
+    set_private_cookie,
 )
 from app.web.exports import MAX_IMPORT_BYTES
 from app.web.ratelimit import client_address
@@ -89,14 +90,9 @@ async def signin(
             status_code=401,
         )
     response = RedirectResponse("/dashboard", status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        codec.dumps(SESSION, {"f": facilitator.id}),
-        max_age=settings.session_hours * 3600,
-        httponly=True,
-        samesite="lax",
-        secure=settings.secure_cookies,
-        path="/",
+    session_token = codec.dumps(SESSION, {"f": facilitator.id})
+    set_private_cookie(
+        response, settings, SESSION_COOKIE, session_token, settings.session_hours * 3600
     )
     return response
 
