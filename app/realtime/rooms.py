@@ -234,7 +234,9 @@ class Room:
             conn.put(kind, item)
 
     def _frame(self, events: list[dict[str, Any]], conn: Connection) -> Frame:
-        totals_only = conn.fmt == "html" or conn.audience != "facilitator"
+        # Browsers always; participants and the projector when it is anonymous.
+        html = conn.fmt == "html"
+        shown_totals_only = conn.audience != "facilitator"
         anonymous = self._held_anonymous
         shown: list[tuple[dict[str, Any], bool]] = []
         for msg in events:
@@ -247,7 +249,7 @@ class Room:
         seen: set[tuple[Any, ...]] = set()
         for i in range(len(shown) - 1, -1, -1):
             msg, anon = shown[i]
-            if msg["type"] in _TOTALS and totals_only and (conn.fmt == "html" or anon):
+            if msg["type"] in _TOTALS and (html or (shown_totals_only and anon)):
                 key = _total_key(msg)
                 if key in seen:
                     keep[i] = False

@@ -132,6 +132,16 @@ async def export_workshop(
     return _attachment(file.content, file.media_type, file.filename)
 
 
+def parse_export(body: bytes | bytearray, what: str = "the body") -> Any:
+    """An uploaded export's JSON, or ImportRejected (too large, or not JSON)."""
+    if len(body) > MAX_IMPORT_BYTES:
+        raise ImportRejected([f"{what} is larger than {MAX_IMPORT_BYTES} bytes"])
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ImportRejected([f"{what} is not a JSON export: {str(exc)[:120]}"]) from exc
+
+
 async def _read_json(request: Request) -> Any:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise ImportRejected(["send the export with Content-Type: application/json"])
@@ -139,11 +149,8 @@ async def _read_json(request: Request) -> Any:
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_IMPORT_BYTES:
-            raise ImportRejected([f"the document is larger than {MAX_IMPORT_BYTES} bytes"])
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise ImportRejected([f"the body is not JSON: {str(exc)[:120]}"]) from exc
+            break  # refused below, without reading the rest
+    return parse_export(body)
 
 
 @router.post(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -26,7 +25,7 @@ from app.web.deps import (
     SettingsDep,
     set_private_cookie,
 )
-from app.web.exports import MAX_IMPORT_BYTES
+from app.web.exports import MAX_IMPORT_BYTES, parse_export
 from app.web.ratelimit import client_address
 
 router = APIRouter(include_in_schema=False)
@@ -218,13 +217,7 @@ async def dashboard_import(
     try:
         if export is None or not export.filename:
             raise ImportRejected(["choose a JSON export file"])
-        body = await export.read(MAX_IMPORT_BYTES + 1)
-        if len(body) > MAX_IMPORT_BYTES:
-            raise ImportRejected([f"the file is larger than {MAX_IMPORT_BYTES // 2**20} MB"])
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise ImportRejected(["the file is not a JSON export"]) from exc
+        data = parse_export(await export.read(MAX_IMPORT_BYTES + 1), "the file")
         await importer.import_workshop(session, data, facilitator.id)
     except ImportRejected as exc:
         shown = "; ".join(exc.problems[:5]) + (" …" if len(exc.problems) > 5 else "")
