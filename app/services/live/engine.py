@@ -101,8 +101,13 @@ class LiveService:
         cache: DefinitionCache,
         *,
         serialize_writes: bool = False,
+        command_sessionmaker: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
+        # `sessionmaker` is for reads of any length (the sockets' snapshots and
+        # catch-ups); the commands' own short transactions use `command_sessionmaker`,
+        # on SQLite an engine that runs on the loop's thread (app.db.engine.make_live_engine).
         self.sessionmaker = sessionmaker
+        self.command_sessionmaker = command_sessionmaker or sessionmaker
         self.hub = hub
         self.cache = cache
         # SQLite has one writer at a time, and its busy handler waits by sleeping (1 to
@@ -128,7 +133,7 @@ class LiveService:
     async def _drag(self, actor: Actor, command: m.DragNote) -> Outcome:
         """A drag preview is checked and published, never written."""
         try:
-            async with self.sessionmaker() as session:
+            async with self.command_sessionmaker() as session:
                 ctx = await self._context(session, actor, command, write=False)
                 await HANDLERS["note.drag"](ctx, command)
                 seq = ctx.workshop.seq  # read before the rollback expires the row
@@ -141,7 +146,7 @@ class LiveService:
     async def _write(self, actor: Actor, command: Any, handler: Handler) -> Outcome:
         type_ = command.type
         try:
-            async with self.sessionmaker() as session:
+            async with self.command_sessionmaker() as session:
                 ctx = await self._context(session, actor, command)
                 await handler(ctx, command)
                 if ctx.reserved_seq is not None:
