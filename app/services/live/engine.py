@@ -13,13 +13,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import true, update
+from sqlalchemy import bindparam, column, true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.db.models import Participant, Workshop
+from app.db.models import Participant, Workshop, table_of
 from app.domain.definitions import Definition, Phase, definition_from_snapshot, expand_phases
 from app.realtime import messages as m
 from app.realtime.hub import Hub
@@ -66,6 +66,43 @@ HANDLERS: dict[str, Handler] = {
     "dot.add": part.add_dot,
     "dot.remove": part.remove_dot,
 }
+
+
+def _context_statements() -> dict[tuple[bool, bool], Any]:
+    """`_context`'s statement, by (write, facilitator): built once, values bound per call.
+
+    The write form is a Core `UPDATE ... RETURNING` loaded as an ORM `Workshop` (so
+    the handlers' changes to it are flushed at commit), without the ORM-enabled
+    UPDATE's bookkeeping.
+    """
+    workshop = table_of(Workshop)
+    participant = table_of(Participant)
+    wid: Any = bindparam("ctx_wid")
+    standing = {
+        False: select(participant.c.id)
+        .where(
+            participant.c.id == bindparam("ctx_pid"),
+            participant.c.workshop_id == wid,
+            participant.c.removed_at.is_(None),
+        )
+        .exists()
+        .label("active"),
+        True: true().label("active"),
+    }
+    statements: dict[tuple[bool, bool], Any] = {}
+    for facilitator, active in standing.items():
+        bump = (
+            update(workshop)
+            .where(workshop.c.id == wid)
+            .values(seq=workshop.c.seq + 1)
+            .returning(*workshop.c, active)
+        )
+        statements[True, facilitator] = select(Workshop, column("active")).from_statement(bump)
+        statements[False, facilitator] = select(Workshop, active).where(col(Workshop.id) == wid)
+    return statements
+
+
+_CONTEXT = _context_statements()
 
 
 @dataclass
@@ -187,29 +224,9 @@ class LiveService:
         the workshop on PostgreSQL (SQLite has one writer). A refused command rolls back,
         which gives the number back. A drag preview only reads.
         """
-        wid = actor.workshop_id
-        active: Any = true()
-        if not actor.is_facilitator:
-            active = (
-                select(Participant.id)
-                .where(
-                    col(Participant.id) == actor.participant_id,
-                    col(Participant.workshop_id) == wid,
-                    col(Participant.removed_at).is_(None),
-                )
-                .exists()
-            )
-        stmt: Any
-        if write:
-            stmt = (
-                update(Workshop)
-                .where(col(Workshop.id) == wid)
-                .values(seq=col(Workshop.seq) + 1)
-                .returning(Workshop, active.label("active"))
-            )
-        else:
-            stmt = select(Workshop, active.label("active")).where(col(Workshop.id) == wid)
-        row = (await session.exec(stmt)).first()
+        stmt = _CONTEXT[write, actor.is_facilitator]
+        params = {"ctx_wid": actor.workshop_id, "ctx_pid": actor.participant_id}
+        row = (await session.exec(stmt, params=params)).first()
         if row is None:
             raise Rejected("not_found", "this workshop no longer exists")
         workshop: Workshop = row[0]
