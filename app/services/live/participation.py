@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, insert
+from sqlalchemy import bindparam, insert, text
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel, col, delete, func, select, update
@@ -38,7 +38,8 @@ def note_out(note: Note, dots: int = 0) -> dict[str, object]:
 # --- votes ------------------------------------------------------------------------------
 
 
-_UPSERTS: dict[tuple[str, type[SQLModel], tuple[str, ...], tuple[str, ...]], Insert] = {}
+_UpsertKey = tuple[str, type[SQLModel], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+_UPSERTS: dict[_UpsertKey, Any] = {}
 
 
 async def _upsert(
@@ -46,16 +47,23 @@ async def _upsert(
 ) -> None:
     """INSERT a row, or UPDATE `changes` of the one with the same `key` (one statement).
 
-    The statement is built once per dialect and model; `values` are bound per call.
+    SQLAlchemy has no cache key for `ON CONFLICT` and would compile the statement on
+    every call: it is compiled once per dialect, model and columns, and kept as text
+    with the columns' types (so values are converted as before).
     """
-    cache_key = (ctx.session.get_bind().dialect.name, model, tuple(key), tuple(changes))
-    stmt = _UPSERTS.get(cache_key)
+    name = ctx.session.get_bind().dialect.name
+    cache_key = (name, model, tuple(values), tuple(key), tuple(changes))
+    stmt: Any = _UPSERTS.get(cache_key)
     if stmt is None:
-        dialect = postgresql if cache_key[0] == "postgresql" else sqlite
-        upsert = dialect.insert(table_of(model))
-        stmt = _UPSERTS[cache_key] = upsert.on_conflict_do_update(
+        dialect = postgresql if name == "postgresql" else sqlite
+        table = table_of(model)
+        upsert = dialect.insert(table).values({column: bindparam(column) for column in values})
+        upsert = upsert.on_conflict_do_update(
             index_elements=key, set_={column: upsert.excluded[column] for column in changes}
         )
+        sql = str(upsert.compile(dialect=dialect.dialect(paramstyle="named")))
+        types = [bindparam(column, type_=table.c[column].type) for column in values]
+        stmt = _UPSERTS[cache_key] = text(sql).bindparams(*types)
     await ctx.session.exec(stmt, params=values)
 
 
