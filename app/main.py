@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from app import logs
 from app.config import PROJECT_ROOT, Settings, get_settings
-from app.db.engine import make_engine, make_sessionmaker
+from app.db.engine import make_engine, make_live_engine, make_sessionmaker
 from app.domain.definitions import load_definitions
 from app.realtime import socket
 from app.realtime.hub import make_hub
@@ -39,17 +39,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        # The live commands' own engine: on SQLite it runs on the loop's thread (no
+        # thread hop per statement); on PostgreSQL it is `engine` itself.
+        live_engine = make_live_engine(engine)
+        app.state.live_engine = live_engine
         hub = make_hub(settings.redis_url)
         await hub.start()
         app.state.hub = hub
         app.state.rooms = Rooms(hub)
         app.state.live = LiveService(
-            app.state.sessionmaker, hub, DefinitionCache(), serialize_writes=settings.is_sqlite
+            app.state.sessionmaker,
+            hub,
+            DefinitionCache(),
+            serialize_writes=settings.is_sqlite,
+            command_sessionmaker=make_sessionmaker(live_engine),
         )
         try:
             yield
         finally:
             await hub.stop()
+            if live_engine is not engine:
+                await live_engine.dispose()
             await engine.dispose()
             if limiter_redis is not None:
                 await limiter_redis.aclose()

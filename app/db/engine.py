@@ -13,24 +13,52 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.db.inline import inline_connector
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 30}
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
+        engine = create_async_engine(url, connect_args=SQLITE_CONNECT_ARGS, **kwargs)
+        _set_sqlite_pragmas(engine, SQLITE_BUSY_TIMEOUT_MS)
         return engine
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def make_live_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The engine the live commands write with; `engine` is the app's main one.
+
+    On a SQLite file, an engine whose connections run on the event loop's thread
+    (`app.db.inline`: no thread hop per call; the same PRAGMAs, except that a busy
+    write lock is waited for without blocking the loop). Anywhere else (PostgreSQL,
+    an in-memory SQLite that a second engine would not share) `engine` itself.
+    """
+    sync = engine.sync_engine
+    if sync.dialect.name != "sqlite" or sync.dialect.driver != "aiosqlite":
+        return engine
+    cargs, cparams = sync.dialect.create_connect_args(sync.url)
+    database = str(cargs[0])
+    if database == ":memory:" or "mode=memory" in database:
+        return engine
+    connect = inline_connector(
+        database, {**cparams, **SQLITE_CONNECT_ARGS}, busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS
+    )
+    live = create_async_engine(sync.url, async_creator=connect)
+    _set_sqlite_pragmas(live, 0)
+    return live
+
+
+def _set_sqlite_pragmas(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -10,7 +10,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 from app.db.types import UTCDateTime, new_id, utcnow
@@ -240,3 +249,10 @@ class Event(SQLModel, table=True):
     payload: dict[str, Any] = _json()
     actor: str | None = Field(default=None, max_length=80)
     created_at: datetime = _ts()
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a model, for statements built once and run without the ORM."""
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.db.models import Event, Workshop
+from app.db.models import Event, Workshop, table_of
+
+# Built once; a Core INSERT skips the ORM unit of work (one row, nothing to track).
+_INSERT_EVENT = insert(table_of(Event))
 
 
 class WorkshopNotFound(LookupError):
@@ -48,11 +51,23 @@ async def append_event(
     """Add a numbered event to the caller's transaction (not committed here).
 
     `seq`, when given, is a number the caller has already taken from the workshop row
-    in this transaction; otherwise the next one is taken here.
+    in this transaction; otherwise the next one is taken here. The row is inserted
+    at once; the `Event` returned describes it (with its id) but is not in the session.
     """
     if seq is None:
         seq = await next_seq(session, workshop_id)
     event = Event(workshop_id=workshop_id, seq=seq, type=type_, payload=payload, actor=actor)
-    session.add(event)
-    await session.flush()
+    result = await session.exec(
+        _INSERT_EVENT,
+        params={
+            "workshop_id": workshop_id,
+            "seq": seq,
+            "type": type_,
+            "payload": payload,
+            "actor": actor,
+            "created_at": event.created_at,
+        },
+    )
+    primary_key = result.inserted_primary_key
+    event.id = primary_key[0] if primary_key else None
     return event

@@ -30,10 +30,14 @@ async def test_note_arrives_as_escaped_fragment_and_form_commands_work(
 ) -> None:
     fac = await workshop.facilitator()
     await fac.do("workshop.start")
-    await fac.do("phase.goto", index=4)  # measurement.reflect
+    shown = (await fac.do("phase.goto", index=4))["seq"]  # measurement.reflect
     pid, token = await workshop.join("Ann")
-    page = await _html_socket(workshop, token)
-    projector = await _html_socket(workshop, workshop.facilitator_token, view="projector")
+    # As the pages do: from the seq they showed, so that the note's fragment comes
+    # whether the note is written before or after a socket is set up.
+    page = await _html_socket(workshop, token, last_seq=str(shown))
+    projector = await _html_socket(
+        workshop, workshop.facilitator_token, view="projector", last_seq=str(shown)
+    )
     # htmx's ws extension sends form fields as strings, with a HEADERS object.
     await page.send(
         json.dumps(

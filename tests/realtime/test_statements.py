@@ -1,7 +1,8 @@
 """SQL statements per live command, counted (never timed) on SQLite and PostgreSQL.
 
 Every statement the server sends to the database between a command and its reply
-is counted with a `before_cursor_execute` listener on the app's engine. The figures
+is counted with a `before_cursor_execute` listener on the app's engines (the main one,
+and on SQLite the live commands' own, `app.state.live_engine`). The figures
 pin design change 2 of docs/benchmarks.md: the workshop row, the actor's standing
 and the command's seq come from one statement; votes are one upsert; a dot is one
 query plus its insert. The transaction's BEGIN/COMMIT are not cursor statements.
@@ -35,14 +36,19 @@ EXPECTED = {
 class Counter:
     def __init__(self, server: Server) -> None:
         self.statements: list[str] = []
-        self.engine = server.app.state.engine.sync_engine
-        event.listen(self.engine, "before_cursor_execute", self._seen)
+        state = server.app.state
+        self.engines = [state.engine.sync_engine]
+        if state.live_engine is not state.engine:
+            self.engines.append(state.live_engine.sync_engine)
+        for engine in self.engines:
+            event.listen(engine, "before_cursor_execute", self._seen)
 
     def _seen(self, _conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
         self.statements.append(statement)
 
     def close(self) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._seen)
+        for engine in self.engines:
+            event.remove(engine, "before_cursor_execute", self._seen)
 
     async def count(self, clients: list[Client], sender: Client, type_: str, **fields: Any) -> int:
         for client in clients:

@@ -13,13 +13,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import true, update
+from sqlalchemy import bindparam, column, true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.db.models import Participant, Workshop
+from app.db.models import Participant, Workshop, table_of
 from app.domain.definitions import Definition, Phase, definition_from_snapshot, expand_phases
 from app.realtime import messages as m
 from app.realtime.hub import Hub
@@ -68,6 +68,43 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+def _context_statements() -> dict[tuple[bool, bool], Any]:
+    """`_context`'s statement, by (write, facilitator): built once, values bound per call.
+
+    The write form is a Core `UPDATE ... RETURNING` loaded as an ORM `Workshop` (so
+    the handlers' changes to it are flushed at commit), without the ORM-enabled
+    UPDATE's bookkeeping.
+    """
+    workshop = table_of(Workshop)
+    participant = table_of(Participant)
+    wid: Any = bindparam("ctx_wid")
+    standing = {
+        False: select(participant.c.id)
+        .where(
+            participant.c.id == bindparam("ctx_pid"),
+            participant.c.workshop_id == wid,
+            participant.c.removed_at.is_(None),
+        )
+        .exists()
+        .label("active"),
+        True: true().label("active"),
+    }
+    statements: dict[tuple[bool, bool], Any] = {}
+    for facilitator, active in standing.items():
+        bump = (
+            update(workshop)
+            .where(workshop.c.id == wid)
+            .values(seq=workshop.c.seq + 1)
+            .returning(*workshop.c, active)
+        )
+        statements[True, facilitator] = select(Workshop, column("active")).from_statement(bump)
+        statements[False, facilitator] = select(Workshop, active).where(col(Workshop.id) == wid)
+    return statements
+
+
+_CONTEXT = _context_statements()
+
+
 @dataclass
 class Outcome:
     events: list[dict[str, Any]]
@@ -101,8 +138,13 @@ class LiveService:
         cache: DefinitionCache,
         *,
         serialize_writes: bool = False,
+        command_sessionmaker: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
+        # `sessionmaker` is for reads of any length (the sockets' snapshots and
+        # catch-ups); the commands' own short transactions use `command_sessionmaker`,
+        # on SQLite an engine that runs on the loop's thread (app.db.engine.make_live_engine).
         self.sessionmaker = sessionmaker
+        self.command_sessionmaker = command_sessionmaker or sessionmaker
         self.hub = hub
         self.cache = cache
         # SQLite has one writer at a time, and its busy handler waits by sleeping (1 to
@@ -128,7 +170,7 @@ class LiveService:
     async def _drag(self, actor: Actor, command: m.DragNote) -> Outcome:
         """A drag preview is checked and published, never written."""
         try:
-            async with self.sessionmaker() as session:
+            async with self.command_sessionmaker() as session:
                 ctx = await self._context(session, actor, command, write=False)
                 await HANDLERS["note.drag"](ctx, command)
                 seq = ctx.workshop.seq  # read before the rollback expires the row
@@ -141,7 +183,7 @@ class LiveService:
     async def _write(self, actor: Actor, command: Any, handler: Handler) -> Outcome:
         type_ = command.type
         try:
-            async with self.sessionmaker() as session:
+            async with self.command_sessionmaker() as session:
                 ctx = await self._context(session, actor, command)
                 await handler(ctx, command)
                 if ctx.reserved_seq is not None:
@@ -182,29 +224,9 @@ class LiveService:
         the workshop on PostgreSQL (SQLite has one writer). A refused command rolls back,
         which gives the number back. A drag preview only reads.
         """
-        wid = actor.workshop_id
-        active: Any = true()
-        if not actor.is_facilitator:
-            active = (
-                select(Participant.id)
-                .where(
-                    col(Participant.id) == actor.participant_id,
-                    col(Participant.workshop_id) == wid,
-                    col(Participant.removed_at).is_(None),
-                )
-                .exists()
-            )
-        stmt: Any
-        if write:
-            stmt = (
-                update(Workshop)
-                .where(col(Workshop.id) == wid)
-                .values(seq=col(Workshop.seq) + 1)
-                .returning(Workshop, active.label("active"))
-            )
-        else:
-            stmt = select(Workshop, active.label("active")).where(col(Workshop.id) == wid)
-        row = (await session.exec(stmt)).first()
+        stmt = _CONTEXT[write, actor.is_facilitator]
+        params = {"ctx_wid": actor.workshop_id, "ctx_pid": actor.participant_id}
+        row = (await session.exec(stmt, params=params)).first()
         if row is None:
             raise Rejected("not_found", "this workshop no longer exists")
         workshop: Workshop = row[0]

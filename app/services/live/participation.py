@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import bindparam, insert, text
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel, col, delete, func, select, update
 
-from app.db.models import CardVote, DotVote, LevelVote, Note, NoteGroup
+from app.db.models import CardVote, DotVote, LevelVote, Note, NoteGroup, table_of
 from app.domain.definitions import PhaseKind, UnknownIdError
 from app.realtime import messages as m
 from app.services.live.context import Ctx, Rejected
@@ -36,16 +38,33 @@ def note_out(note: Note, dots: int = 0) -> dict[str, object]:
 # --- votes ------------------------------------------------------------------------------
 
 
+_UpsertKey = tuple[str, type[SQLModel], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+_UPSERTS: dict[_UpsertKey, Any] = {}
+
+
 async def _upsert(
     ctx: Ctx, model: type[SQLModel], values: dict[str, Any], key: list[str], changes: list[str]
 ) -> None:
-    """INSERT a row, or UPDATE `changes` of the one with the same `key` (one statement)."""
-    dialect = postgresql if ctx.session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(model).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=key, set_={name: stmt.excluded[name] for name in changes}
-    )
-    await ctx.session.exec(stmt)
+    """INSERT a row, or UPDATE `changes` of the one with the same `key` (one statement).
+
+    SQLAlchemy has no cache key for `ON CONFLICT` and would compile the statement on
+    every call: it is compiled once per dialect, model and columns, and kept as text
+    with the columns' types (so values are converted as before).
+    """
+    name = ctx.session.get_bind().dialect.name
+    cache_key = (name, model, tuple(values), tuple(key), tuple(changes))
+    stmt: Any = _UPSERTS.get(cache_key)
+    if stmt is None:
+        dialect = postgresql if name == "postgresql" else sqlite
+        table = table_of(model)
+        upsert = dialect.insert(table).values({column: bindparam(column) for column in values})
+        upsert = upsert.on_conflict_do_update(
+            index_elements=key, set_={column: upsert.excluded[column] for column in changes}
+        )
+        sql = str(upsert.compile(dialect=dialect.dialect(paramstyle="named")))
+        types = [bindparam(column, type_=table.c[column].type) for column in values]
+        stmt = _UPSERTS[cache_key] = text(sql).bindparams(*types)
+    await ctx.session.exec(stmt, params=values)
 
 
 async def vote_card(ctx: Ctx, cmd: m.VoteCard) -> None:
@@ -168,17 +187,36 @@ async def _note(ctx: Ctx, note_id: str, *, own: bool, what: str) -> Note:
     return note
 
 
+# Statements of the frequent commands, built once (values are bound per call) and run
+# as Core statements: no per-call construction, no ORM unit of work for one row.
+_NOTE = table_of(Note)
+_DOT = table_of(DotVote)
+_NOTES_IN_AREA = (
+    select(func.count())
+    .select_from(_NOTE)
+    .where(
+        _NOTE.c.workshop_id == bindparam("workshop_id"),
+        _NOTE.c.function_id == bindparam("function_id"),
+        _NOTE.c.area == bindparam("area"),
+    )
+)
+_INSERT_NOTE = insert(_NOTE)
+_NOTE_TO_MOVE = select(_NOTE.c.workshop_id, _NOTE.c.area).where(_NOTE.c.id == bindparam("note_id"))
+_MOVE_NOTE = (
+    update(_NOTE)
+    .where(_NOTE.c.id == bindparam("note_id"))
+    .values(x=bindparam("new_x"), y=bindparam("new_y"), updated_at=bindparam("now"))
+)
+# To another area: a group lives in one area, so the note leaves its group.
+_MOVE_NOTE_TO_AREA = _MOVE_NOTE.values(area=bindparam("new_area"), group_id=None)
+
+
 async def _free_spot(ctx: Ctx, function_id: str, area: str) -> tuple[float, float]:
     """A grid cell for a new note, so notes written at once don't land on each other."""
     n = (
         await ctx.session.exec(
-            select(func.count())
-            .select_from(Note)
-            .where(
-                Note.workshop_id == ctx.workshop.id,
-                Note.function_id == function_id,
-                Note.area == area,
-            )
+            _NOTES_IN_AREA,
+            params={"workshop_id": ctx.workshop.id, "function_id": function_id, "area": area},
         )
     ).one()
     # Two columns of six rows (a note is about a fifth of the canvas high); each
@@ -206,8 +244,9 @@ async def create_note(ctx: Ctx, cmd: m.CreateNote) -> None:
     )
     if cmd.x is None or cmd.y is None:
         note.x, note.y = await _free_spot(ctx, function_id, cmd.area)
-    ctx.session.add(note)
-    await ctx.session.flush()
+    await ctx.session.exec(
+        _INSERT_NOTE, params={column.name: getattr(note, column.name) for column in _NOTE.c}
+    )
     ctx.result = {"note_id": note.id}
     await ctx.emit("note.created", {"note": note_out(note)})
 
@@ -223,15 +262,23 @@ async def edit_note(ctx: Ctx, cmd: m.EditNote) -> None:
 
 async def move_note(ctx: Ctx, cmd: m.MoveNote) -> None:
     _board_phase(ctx, "moving notes")
-    note = await _note(ctx, cmd.note_id, own=False, what="move")
-    if cmd.area is not None and cmd.area != note.area:
+    found = (await ctx.session.exec(_NOTE_TO_MOVE, params={"note_id": cmd.note_id})).first()
+    if found is None or found[0] != ctx.workshop.id:
+        raise Rejected("unknown_note", "there is no such note (it may have been deleted)")
+    area: str = found[1]
+    params: dict[str, Any] = {
+        "note_id": cmd.note_id,
+        "new_x": cmd.x,
+        "new_y": cmd.y,
+        "now": ctx.now,
+    }
+    stmt = _MOVE_NOTE
+    if cmd.area is not None and cmd.area != area:
         _check_area(ctx, cmd.area)
-        note.area = cmd.area
-        note.group_id = None  # a group lives in one area
-    note.x, note.y = cmd.x, cmd.y
-    note.updated_at = ctx.now
-    ctx.session.add(note)
-    payload = {"note_id": note.id, "x": note.x, "y": note.y, "area": note.area}
+        area = params["new_area"] = cmd.area
+        stmt = _MOVE_NOTE_TO_AREA
+    await ctx.session.exec(stmt, params=params)
+    payload = {"note_id": cmd.note_id, "x": cmd.x, "y": cmd.y, "area": area}
     await ctx.emit("note.moved", payload)
 
 
@@ -331,15 +378,15 @@ def dot_budget(ctx: Ctx) -> int:
     return phase.dot_budget if phase.dot_budget is not None else ctx.workshop.dot_budget
 
 
-def _dots_used(ctx: Ctx, pid: str, phase_key: str) -> Any:
+def _dots_used() -> Any:
     """The participant's dots in this phase, as a scalar subquery."""
     return (
         select(func.count())
-        .select_from(DotVote)
+        .select_from(_DOT)
         .where(
-            DotVote.workshop_id == ctx.workshop.id,
-            DotVote.participant_id == pid,
-            DotVote.phase_key == phase_key,
+            _DOT.c.workshop_id == bindparam("workshop_id"),
+            _DOT.c.participant_id == bindparam("participant_id"),
+            _DOT.c.phase_key == bindparam("phase_key"),
         )
         .scalar_subquery()
     )
@@ -347,62 +394,79 @@ def _dots_used(ctx: Ctx, pid: str, phase_key: str) -> Any:
 
 def _dots_on(note_id: Any) -> Any:
     """The dots on a note, as a scalar subquery."""
-    return (
-        select(func.count())
-        .select_from(DotVote)
-        .where(col(DotVote.note_id) == note_id)
-        .scalar_subquery()
+    return select(func.count()).select_from(_DOT).where(_DOT.c.note_id == note_id).scalar_subquery()
+
+
+# The note, the participant's dots in this phase and the note's dots: one query.
+_NOTE_FOR_DOT: Any = sa_select(
+    _NOTE.c.id,
+    _NOTE.c.workshop_id,
+    _NOTE.c.function_id,
+    _NOTE.c.area,
+    _dots_used(),
+    _dots_on(_NOTE.c.id),
+).where(_NOTE.c.id == bindparam("note_id"))
+# One of the participant's dots on the note, with both counts.
+_DOT_TO_REMOVE = (
+    select(_DOT.c.id, _dots_used(), _dots_on(bindparam("note_id")))
+    .where(
+        _DOT.c.note_id == bindparam("note_id"),
+        _DOT.c.participant_id == bindparam("participant_id"),
+        _DOT.c.phase_key == bindparam("phase_key"),
     )
+    .limit(1)
+)
+_INSERT_DOT = insert(_DOT)
+_DELETE_DOT = delete(_DOT).where(_DOT.c.id == bindparam("dot_id"))
 
 
 async def add_dot(ctx: Ctx, cmd: m.AddDot) -> None:
     pid = ctx.require_participant("dot-vote")
     phase = ctx.require_phase(PhaseKind.PRIORITISE, what="dot voting")
-    # The note, the participant's dots in this phase and the note's dots: one query.
     # The counts cannot change before the commit: the command holds the workshop row
     # (engine._context), and every dot is written by a command of this workshop.
-    row = (
-        await ctx.session.exec(
-            select(Note, _dots_used(ctx, pid, phase.key), _dots_on(col(Note.id))).where(
-                col(Note.id) == cmd.note_id
-            )
-        )
-    ).first()
-    if row is None or row[0].workshop_id != ctx.workshop.id:
+    params = {
+        "note_id": cmd.note_id,
+        "workshop_id": ctx.workshop.id,
+        "participant_id": pid,
+        "phase_key": phase.key,
+    }
+    row = (await ctx.session.exec(_NOTE_FOR_DOT, params=params)).first()
+    if row is None or row[1] != ctx.workshop.id:
         raise Rejected("unknown_note", "there is no such note (it may have been deleted)")
-    note, used, dots = row[0], int(row[1]), int(row[2])
-    if note.function_id != phase.function_id or (phase.area and note.area != phase.area):
+    note_id, function_id, area, used, dots = row[0], row[2], row[3], int(row[4]), int(row[5])
+    if function_id != phase.function_id or (phase.area and area != phase.area):
         raise Rejected("wrong_area", "dots go on the notes of the area being prioritised")
     budget = dot_budget(ctx)
     if used >= budget:
         raise Rejected("no_dots_left", f"you have used all {budget} of your dots")
-    ctx.session.add(
-        DotVote(
-            workshop_id=ctx.workshop.id, note_id=note.id, participant_id=pid, phase_key=phase.key
-        )
+    await ctx.session.exec(
+        _INSERT_DOT,
+        params={
+            "workshop_id": ctx.workshop.id,
+            "note_id": note_id,
+            "participant_id": pid,
+            "phase_key": phase.key,
+            "created_at": ctx.now,
+        },
     )
     ctx.result = {"dots_left": budget - used - 1}
-    await ctx.emit("dot.added", {"note_id": note.id, "participant_id": pid, "dots": dots + 1})
+    await ctx.emit("dot.added", {"note_id": note_id, "participant_id": pid, "dots": dots + 1})
 
 
 async def remove_dot(ctx: Ctx, cmd: m.RemoveDot) -> None:
     pid = ctx.require_participant("dot-vote")
     phase = ctx.require_phase(PhaseKind.PRIORITISE, what="dot voting")
-    # One of the participant's dots on the note, with both counts (see add_dot).
-    row = (
-        await ctx.session.exec(
-            select(DotVote, _dots_used(ctx, pid, phase.key), _dots_on(cmd.note_id))
-            .where(
-                DotVote.note_id == cmd.note_id,
-                DotVote.participant_id == pid,
-                DotVote.phase_key == phase.key,
-            )
-            .limit(1)
-        )
-    ).first()
+    params = {
+        "note_id": cmd.note_id,
+        "workshop_id": ctx.workshop.id,
+        "participant_id": pid,
+        "phase_key": phase.key,
+    }
+    row = (await ctx.session.exec(_DOT_TO_REMOVE, params=params)).first()
     if row is None:
         raise Rejected("no_dot", "you have no dot on that note")
-    dot, used, dots = row[0], int(row[1]), int(row[2])
-    await ctx.session.delete(dot)
+    dot_id, used, dots = row[0], int(row[1]), int(row[2])
+    await ctx.session.exec(_DELETE_DOT, params={"dot_id": dot_id})
     ctx.result = {"dots_left": dot_budget(ctx) - (used - 1)}
     await ctx.emit("dot.removed", {"note_id": cmd.note_id, "participant_id": pid, "dots": dots - 1})

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.db.models import CardVote, LevelRound, LevelVote, Participant
+from app.db.models import CardVote, LevelRound, LevelVote, Participant, table_of
 from app.domain.definitions import Definition
 from app.domain.scoring import CardTally, is_practised, voted_level
 
@@ -69,14 +70,19 @@ async def card_results(
     return {"cards": cards}
 
 
+_CURRENT_ROUND = (
+    select(LevelRound)
+    .where(
+        col(LevelRound.workshop_id) == bindparam("workshop_id"),
+        col(LevelRound.function_id) == bindparam("function_id"),
+    )
+    .order_by(col(LevelRound.number).desc())
+)
+
+
 async def current_round(session: AsyncSession, workshop_id: str, function_id: str) -> LevelRound:
-    found = (
-        await session.exec(
-            select(LevelRound)
-            .where(LevelRound.workshop_id == workshop_id, LevelRound.function_id == function_id)
-            .order_by(col(LevelRound.number).desc())
-        )
-    ).first()
+    params = {"workshop_id": workshop_id, "function_id": function_id}
+    found = (await session.exec(_CURRENT_ROUND, params=params)).first()
     if found is None:
         found = LevelRound(workshop_id=workshop_id, function_id=function_id, number=1)
         session.add(found)
@@ -112,36 +118,40 @@ async def level_results(
     return summary.to_dict(definition.level_names)
 
 
+# Voter counts for the vote commands: built once, values bound per call.
+_CARD_VOTE = table_of(CardVote)
+_LEVEL_VOTE = table_of(LevelVote)
+_PARTICIPANT = table_of(Participant)
+_VOTERS_ON_CARD = (
+    select(func.count())
+    .select_from(_CARD_VOTE)
+    .join(_PARTICIPANT, _PARTICIPANT.c.id == _CARD_VOTE.c.participant_id)
+    .where(
+        _CARD_VOTE.c.workshop_id == bindparam("workshop_id"),
+        _CARD_VOTE.c.card_id == bindparam("card_id"),
+        _PARTICIPANT.c.removed_at.is_(None),
+    )
+)
+_VOTERS_IN_ROUND = (
+    select(func.count())
+    .select_from(_LEVEL_VOTE)
+    .join(_PARTICIPANT, _PARTICIPANT.c.id == _LEVEL_VOTE.c.participant_id)
+    .where(
+        _LEVEL_VOTE.c.workshop_id == bindparam("workshop_id"),
+        _LEVEL_VOTE.c.function_id == bindparam("function_id"),
+        _LEVEL_VOTE.c.round == bindparam("round"),
+        _PARTICIPANT.c.removed_at.is_(None),
+    )
+)
+
+
 async def voters_on_card(session: AsyncSession, workshop_id: str, card_id: str) -> int:
-    n = (
-        await session.exec(
-            select(func.count())
-            .select_from(CardVote)
-            .join(Participant, col(Participant.id) == col(CardVote.participant_id))
-            .where(
-                CardVote.workshop_id == workshop_id,
-                CardVote.card_id == card_id,
-                col(Participant.removed_at).is_(None),
-            )
-        )
-    ).one()
-    return int(n)
+    params = {"workshop_id": workshop_id, "card_id": card_id}
+    return int((await session.exec(_VOTERS_ON_CARD, params=params)).one())
 
 
 async def voters_in_round(
     session: AsyncSession, workshop_id: str, function_id: str, round_number: int
 ) -> int:
-    n = (
-        await session.exec(
-            select(func.count())
-            .select_from(LevelVote)
-            .join(Participant, col(Participant.id) == col(LevelVote.participant_id))
-            .where(
-                LevelVote.workshop_id == workshop_id,
-                LevelVote.function_id == function_id,
-                LevelVote.round == round_number,
-                col(Participant.removed_at).is_(None),
-            )
-        )
-    ).one()
-    return int(n)
+    params = {"workshop_id": workshop_id, "function_id": function_id, "round": round_number}
+    return int((await session.exec(_VOTERS_IN_ROUND, params=params)).one())
