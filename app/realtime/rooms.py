@@ -96,6 +96,7 @@ def tick_for(connections: int) -> float:
     """How long a room of this many connections holds events after a flush."""
     return min(TICK_MAX_S, max(TICK_MIN_S, connections * TICK_PER_CONNECTION_S))
 
+
 # Vote progress carries absolute totals: within a batch, only the last per target
 # matters to an audience that is not shown who voted.
 _TOTALS = frozenset({"card.voted", "level.voted", "dot.added", "dot.removed"})
