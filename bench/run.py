@@ -190,7 +190,7 @@ def start_profiler(where: Path | None, name: str, pid: int) -> subprocess.Popen[
         return None
     where.mkdir(parents=True, exist_ok=True)
     cmd = [*servers.pinned(LOADGEN_CORE), spy, "record", "--pid", str(pid), "--subprocesses"]
-    cmd += ["--rate", "50", "--format", "raw", "--nonblocking", "-o", str(where / f"{name}.txt")]
+    cmd += ["--rate", "250", "--format", "raw", "--nonblocking", "-o", str(where / f"{name}.txt")]
     return subprocess.Popen(  # noqa: S603
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

@@ -1,11 +1,12 @@
 """This worker's live connections, grouped by workshop ("rooms").
 
 A room subscribes to the hub while it has connections. The first hub message after
-a quiet spell goes out at once; what follows within a tick is held, then rendered once
-per audience present as one frame (a `batch` when several events) and queued on every
-connection. The tick grows with the room (about 50 us per connection, 1 to 50 ms): a
-small room's events go out nearly as heard, a large room's fan-out is paid at most
-once per tick. Each connection's writer keeps its client's `seq` in
+a quiet spell goes out at once; what follows is held until the next tick, then rendered
+once per audience present as one frame (a `batch` when several events) and queued on
+every connection. The next tick is the next turn of the event loop while the worker's
+fan-out budget lasts (`Pacer`: frames per second, with a burst), so a room that is not
+busy sends what it hears at once; a busy one waits for the budget, up to 50 ms, and
+pays its fan-out once per tick whatever number of events it heard. Each connection's writer keeps its client's `seq` in
 order without holes or repeats: a frame that does not follow on from what the client
 has is sent event by event, and an event that jumps ahead makes it fetch the missing
 ones first (from the room's ring of recent events, or the event log), while anything
@@ -18,7 +19,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -82,19 +85,47 @@ class Connection:
             self.put(kind, item)
 
 
-# Events heard within a tick of the last flush wait for the next one, and go out
-# together: one frame per recipient per tick however busy the room is. Sending one
-# frame costs each connection about 15-25 us of the server's core, so a tick of
-# TICK_PER_CONNECTION_S per connection keeps a busy room's fan-out to about half of
-# it, and a small room, whose fan-out is cheap, does not wait for nothing.
-TICK_PER_CONNECTION_S = 0.00005
-TICK_MIN_S = 0.001
-TICK_MAX_S = 0.05
+# Sending one frame costs each connection about 15-25 us of the worker's core. The
+# worker sends up to FANOUT_FRAMES_PER_S frames a second (a third to a half of its
+# core) without holding anything back, BURST more at once; beyond that, rooms hold
+# what they hear until the budget allows (at most MAX_HOLD_S), and a held tick sends
+# all of it as one frame per connection. A room of 100 hearing 50 events a second
+# (5,000 frames) never waits; a room of 500 hearing 75 (37,500) flushes every 25 ms.
+FANOUT_FRAMES_PER_S = 20_000
+FANOUT_BURST_FRAMES = 2_000
+MAX_HOLD_S = 0.05
 
 
-def tick_for(connections: int) -> float:
-    """How long a room of this many connections holds events after a flush."""
-    return min(TICK_MAX_S, max(TICK_MIN_S, connections * TICK_PER_CONNECTION_S))
+class Pacer:
+    """The worker's fan-out budget, in frames: spent by every flush, refilled with time."""
+
+    def __init__(
+        self,
+        rate: float = FANOUT_FRAMES_PER_S,
+        burst: float = FANOUT_BURST_FRAMES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._budget = burst
+        self._stamp = clock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self._budget = min(self.burst, self._budget + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def spend(self, frames: int) -> None:
+        self._refill()
+        self._budget -= frames
+
+    def wait(self) -> float:
+        """Seconds until the budget is back above zero (0: send now), at most MAX_HOLD_S."""
+        self._refill()
+        if self._budget > 0:
+            return 0.0
+        return min(MAX_HOLD_S, -self._budget / self.rate)
 
 
 # Vote progress carries absolute totals: within a batch, only the last per target
@@ -138,9 +169,15 @@ class Frame:
 
 class Room:
     def __init__(
-        self, workshop_id: str, anonymous: bool, seq: int, context: dict[str, Any]
+        self,
+        workshop_id: str,
+        anonymous: bool,
+        seq: int,
+        context: dict[str, Any],
+        pacer: Pacer | None = None,
     ) -> None:
         self.workshop_id = workshop_id
+        self.pacer = pacer or Pacer()
         self.context = context
         self.anonymous = anonymous
         self.last_seq = seq  # highest stored seq seen here (ephemeral events carry it)
@@ -190,13 +227,14 @@ class Room:
             self._latest[key] = message
         self._held.append(message)
         if self._tick is None:
-            # Leading edge: after a quiet spell the first event goes at once.
-            self.flush()
+            # Leading edge: after a quiet spell the first event goes at once (if the
+            # worker's budget allows); what follows waits for the next tick.
+            if self.pacer.wait() <= 0:
+                self.flush()
             self._arm()
 
     def _arm(self) -> None:
-        tick = tick_for(len(self.connections))
-        self._tick = asyncio.get_running_loop().call_later(tick, self._on_tick)
+        self._tick = asyncio.get_running_loop().call_later(self.pacer.wait(), self._on_tick)
 
     def _keep(self, message: dict[str, Any]) -> None:
         seq = int(message["seq"])
@@ -237,6 +275,7 @@ class Room:
         if not held:
             return
         self._held, self._latest = [], {}
+        self.pacer.spend(max(1, len(self.connections)))
         events = [
             msg for msg in held if (key := _coalesce_key(msg)) is None or latest.get(key) is msg
         ]
@@ -322,12 +361,13 @@ class Rooms:
         self.hub = hub
         self.rooms: dict[str, Room] = {}
         self.per_address: dict[str, int] = {}
+        self.pacer = Pacer()  # one fan-out budget for all of this worker's rooms
 
     def join(self, conn: Connection, anonymous: bool, seq: int, context: dict[str, Any]) -> Room:
         wid = conn.actor.workshop_id
         room = self.rooms.get(wid)
         if room is None:
-            room = self.rooms[wid] = Room(wid, anonymous, seq, context)
+            room = self.rooms[wid] = Room(wid, anonymous, seq, context, self.pacer)
             self.hub.subscribe(wid, room.on_message)
         room.connections.add(conn)
         conn.room = room
