@@ -6,11 +6,13 @@ once per audience present as one frame (a `batch` when several events) and queue
 every connection. The next tick is the next turn of the event loop while the worker's
 fan-out budget lasts (`Pacer`: frames per second, with a burst), so a room that is not
 busy sends what it hears at once; a busy one waits for the budget, up to 50 ms, and
-pays its fan-out once per tick whatever number of events it heard. Each connection's writer keeps its client's `seq` in
-order without holes or repeats: a frame that does not follow on from what the client
-has is sent event by event, and an event that jumps ahead makes it fetch the missing
-ones first (from the room's ring of recent events, or the event log), while anything
-at or below what the client has already seen is dropped.
+pays its fan-out once per tick whatever number of events it heard.
+
+Each connection's writer keeps its client's `seq` in order without holes or repeats:
+a frame that does not follow on from what the client has is sent event by event, and
+an event that jumps ahead makes it fetch the missing ones first (from the room's ring
+of recent events, or the event log), while anything at or below what the client has
+already seen is dropped.
 """
 
 from __future__ import annotations

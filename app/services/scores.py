@@ -9,7 +9,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models import CardDecision, CardVote, LevelDecision, LevelVote, Participant, Workshop
-from app.domain.definitions import definition_from_snapshot
+from app.domain.definitions import Definition, definition_from_snapshot
 from app.domain.scoring import (
     CardChoice,
     CardTally,
@@ -19,8 +19,12 @@ from app.domain.scoring import (
 )
 
 
-async def workshop_score(session: AsyncSession, workshop: Workshop) -> dict[str, Any]:
-    definition = definition_from_snapshot(workshop.definition)
+async def workshop_score(
+    session: AsyncSession, workshop: Workshop, definition: Definition | None = None
+) -> dict[str, Any]:
+    """`definition`: the workshop's, parsed already (live commands have it cached)."""
+    if definition is None:
+        definition = definition_from_snapshot(workshop.definition)
     n_levels = len(definition.scale)
     rules = definition.scoring
 

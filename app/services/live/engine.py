@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, column, true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import defer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -73,7 +74,9 @@ def _context_statements() -> dict[tuple[bool, bool], Any]:
 
     The write form is a Core `UPDATE ... RETURNING` loaded as an ORM `Workshop` (so
     the handlers' changes to it are flushed at commit), without the ORM-enabled
-    UPDATE's bookkeeping.
+    UPDATE's bookkeeping. Neither reads the definition snapshot (about 12 KB of JSON
+    that never changes, decoded on every load): `LiveService._definition` takes it
+    from the `DefinitionCache`, and reads it only when the cache lacks it.
     """
     workshop = table_of(Workshop)
     participant = table_of(Participant)
@@ -95,10 +98,14 @@ def _context_statements() -> dict[tuple[bool, bool], Any]:
             update(workshop)
             .where(workshop.c.id == wid)
             .values(seq=workshop.c.seq + 1)
-            .returning(*workshop.c, active)
+            .returning(*(c for c in workshop.c if c.name != "definition"), active)
         )
         statements[True, facilitator] = select(Workshop, column("active")).from_statement(bump)
-        statements[False, facilitator] = select(Workshop, active).where(col(Workshop.id) == wid)
+        statements[False, facilitator] = (
+            select(Workshop, active)
+            .options(defer(Workshop.definition))  # type: ignore[arg-type]
+            .where(col(Workshop.id) == wid)
+        )
     return statements
 
 
@@ -122,11 +129,18 @@ class DefinitionCache:
     def get(self, workshop: Workshop) -> tuple[Definition, tuple[Phase, ...]]:
         found = self._items.get(workshop.id)
         if found is None:
-            definition = definition_from_snapshot(workshop.definition)
-            found = (definition, expand_phases(definition))
-            if len(self._items) >= self._size:
-                self._items.pop(next(iter(self._items)))
-            self._items[workshop.id] = found
+            found = self.put(workshop.id, workshop.definition)
+        return found
+
+    def peek(self, workshop_id: str) -> tuple[Definition, tuple[Phase, ...]] | None:
+        return self._items.get(workshop_id)
+
+    def put(self, workshop_id: str, snapshot: Any) -> tuple[Definition, tuple[Phase, ...]]:
+        definition = definition_from_snapshot(snapshot)
+        found = (definition, expand_phases(definition))
+        if len(self._items) >= self._size:
+            self._items.pop(next(iter(self._items)))
+        self._items[workshop_id] = found
         return found
 
 
@@ -239,7 +253,7 @@ class LiveService:
                 raise Rejected("locked", "the facilitator has paused input for a moment")
         if workshop.state == "ended":
             raise Rejected("ended", "this workshop has ended")
-        definition, phases = self.cache.get(workshop)
+        definition, phases = await self._definition(session, workshop.id)
         return Ctx(
             session=session,
             workshop=workshop,
@@ -251,6 +265,16 @@ class LiveService:
             ts=command.ts,
             reserved_seq=workshop.seq if write else None,
         )
+
+    async def _definition(
+        self, session: AsyncSession, workshop_id: str
+    ) -> tuple[Definition, tuple[Phase, ...]]:
+        """The workshop's parsed definition: from the cache, else read and parsed once."""
+        found = self.cache.peek(workshop_id)
+        if found is None:
+            stmt = select(Workshop.definition).where(col(Workshop.id) == workshop_id)
+            found = self.cache.put(workshop_id, (await session.exec(stmt)).one())
+        return found
 
     async def publish_drag(self, actor: Actor, cmd: m.DragNote, seq: int) -> None:
         """A drag preview to the room (checked already): never stored."""

@@ -210,7 +210,7 @@ async def record_level(ctx: Ctx, cmd: m.RecordLevel) -> None:
     if cmd.level >= len(ctx.definition.scale):
         names = ", ".join(f"{i} = {n}" for i, n in enumerate(ctx.definition.level_names))
         raise Rejected("unknown_level", f"level must be one of {names}")
-    score = await workshop_score(ctx.session, ctx.workshop)
+    score = await workshop_score(ctx.session, ctx.workshop, ctx.definition)
     signals = next(f for f in score["functions"] if f["function_id"] == cmd.function_id)
     signals = {"card_level": signals["card_level"], "voted": signals["voted"]}
     decision = (
