@@ -10,6 +10,8 @@ a command's first number together with the workshop row it reads (one statement,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, update
@@ -17,6 +19,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models import Event, Workshop, table_of
+from app.db.types import utcnow
 
 # Built once; a Core INSERT skips the ORM unit of work (one row, nothing to track).
 _INSERT_EVENT = insert(table_of(Event))
@@ -40,6 +43,15 @@ async def next_seq(session: AsyncSession, workshop_id: str) -> int:
     return int(seq)
 
 
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What `append_event` wrote: the row's id, number and time."""
+
+    id: int | None
+    seq: int
+    created_at: datetime
+
+
 async def append_event(
     session: AsyncSession,
     workshop_id: str,
@@ -47,16 +59,16 @@ async def append_event(
     payload: dict[str, Any],
     actor: str | None,
     seq: int | None = None,
-) -> Event:
+) -> Appended:
     """Add a numbered event to the caller's transaction (not committed here).
 
     `seq`, when given, is a number the caller has already taken from the workshop row
     in this transaction; otherwise the next one is taken here. The row is inserted
-    at once; the `Event` returned describes it (with its id) but is not in the session.
+    at once (no ORM object: a live command's hot path); `Appended` describes it.
     """
     if seq is None:
         seq = await next_seq(session, workshop_id)
-    event = Event(workshop_id=workshop_id, seq=seq, type=type_, payload=payload, actor=actor)
+    created_at = utcnow()
     result = await session.exec(
         _INSERT_EVENT,
         params={
@@ -65,9 +77,8 @@ async def append_event(
             "type": type_,
             "payload": payload,
             "actor": actor,
-            "created_at": event.created_at,
+            "created_at": created_at,
         },
     )
     primary_key = result.inserted_primary_key
-    event.id = primary_key[0] if primary_key else None
-    return event
+    return Appended(primary_key[0] if primary_key else None, seq, created_at)
