@@ -1,7 +1,8 @@
 """Ticks: events heard close together go out as one frame per recipient.
 
-The room sends the first event after a quiet spell at once and holds what follows for
-the rest of the tick; then one frame per audience: one event as it is, or a `batch`.
+The room sends the first event after a quiet spell at once and holds what follows
+until the next tick (the next loop turn while the worker's fan-out budget lasts, later
+when it is spent); then one frame per audience: one event as it is, or a `batch`.
 Drag previews and presence keep only the latest per note/participant; vote progress
 keeps only the last total per target for audiences that are not shown who voted.
 Unit tests drive a `Room` directly (several messages within one loop turn are one
@@ -19,7 +20,7 @@ from starlette.websockets import WebSocket
 
 from app.realtime import messages as m
 from app.realtime.gate import DragGate
-from app.realtime.rooms import Connection, Frame, Room
+from app.realtime.rooms import MAX_HOLD_S, Connection, Frame, Pacer, Room
 from app.realtime.socket import _whole
 from app.services.live.context import Actor
 from tests.realtime.conftest import Client, Workshop
@@ -66,8 +67,8 @@ def frames(c: Connection) -> list[Frame]:
     return out
 
 
-def room_with(*conns: Connection, anonymous: bool = False) -> Room:
-    room = Room("w1", anonymous, 10, {})
+def room_with(*conns: Connection, anonymous: bool = False, pacer: Pacer | None = None) -> Room:
+    room = Room("w1", anonymous, 10, {}, pacer)
     for c in conns:
         room.connections.add(c)
         c.room = room
@@ -312,3 +313,66 @@ async def test_resumes_come_from_the_rooms_ring_while_it_covers_them() -> None:
     room.on_message({"type": "hub.resync"})
     room.close()
     assert room.replay(17, 0, 1000) is None
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_pacer_sends_at_once_within_its_budget_and_waits_beyond_it() -> None:
+    clock = Clock()
+    pacer = Pacer(rate=1000, burst=100, clock=clock)
+    assert pacer.wait() == 0
+    pacer.spend(130)  # 30 frames over: 30 ms at 1,000 frames a second
+    assert abs(pacer.wait() - 0.03) < 1e-9
+    clock.now += 0.01
+    assert abs(pacer.wait() - 0.02) < 1e-9
+    clock.now += 0.025
+    assert pacer.wait() == 0
+    clock.now += 60  # a long quiet spell refills no more than the burst
+    pacer.spend(101)
+    assert abs(pacer.wait() - 0.001) < 1e-9
+    pacer.spend(10_000)
+    assert pacer.wait() == MAX_HOLD_S  # never held longer than this
+
+
+async def test_a_room_within_budget_sends_the_rest_on_the_next_loop_turn() -> None:
+    watcher = conn("facilitator")
+    room = room_with(watcher, pacer=Pacer(rate=1000, burst=100, clock=Clock()))
+    room.on_message(event(11, "input.unlocked"))  # at once
+    room.on_message(event(12, "input.locked"))  # held for the next turn
+    room.on_message(event(13, "input.unlocked"))
+    assert [f.last for f in frames(watcher)] == [11]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert [(f.first, f.last) for f in frames(watcher)] == [(12, 13)]
+    room.close()
+
+
+async def test_a_room_beyond_budget_holds_even_the_first_event_until_the_tick() -> None:
+    clock = Clock()
+    pacer = Pacer(rate=1000, burst=10, clock=clock)
+    pacer.spend(30)  # spent by other rooms: 20 ms to wait
+    watcher = conn("facilitator")
+    room = room_with(watcher, pacer=pacer)
+    room.on_message(event(11, "input.unlocked"))
+    room.on_message(event(12, "input.locked"))
+    assert frames(watcher) == [] and room.holding()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert frames(watcher) == []  # not on the next turn: the budget is spent
+    # The room's tick is due when the budget is back (its clock here does not move,
+    # so the wait stays 20 ms of the loop's time); both events go as one frame.
+    deadline = asyncio.get_running_loop().time() + 5
+    sent: list[Frame] = []
+    while not sent and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.005)
+        sent = frames(watcher)
+    assert [(f.first, f.last) for f in sent] == [(11, 12)]
+    room.close()
