@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +144,28 @@ class DefinitionCache:
         return found
 
 
+class KeyedLocks:
+    """One asyncio.Lock per key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def get(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 class LiveService:
     def __init__(
         self,
@@ -164,9 +186,13 @@ class LiveService:
         # SQLite has one writer at a time, and its busy handler waits by sleeping (1 to
         # 100 ms per try). Queueing writers here instead turns that wait into a handover,
         # and publishing inside the same turn keeps events in seq order for every socket.
-        self._write_turn: contextlib.AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if serialize_writes else contextlib.nullcontext()
-        )
+        # Elsewhere (PostgreSQL) a workshop's commands queue for its row lock: queue them
+        # here per workshop as well, so that no more than one transaction per worker
+        # waits in the database for that row (a busy room would otherwise hold a pooled
+        # connection per waiting command, and every handover would go through the
+        # database's lock manager).
+        self._write_turn: asyncio.Lock | None = asyncio.Lock() if serialize_writes else None
+        self._workshop_turns = KeyedLocks()
 
     async def handle(self, actor: Actor, command: Any) -> Outcome:
         """Execute a command; raises Rejected with a message for the sender."""
@@ -178,7 +204,8 @@ class LiveService:
             raise Rejected("forbidden", "only the facilitator can do that")
         if type_ == "note.drag":
             return await self._drag(actor, command)
-        async with self._write_turn:
+        turn = self._write_turn or self._workshop_turns.get(actor.workshop_id)
+        async with turn:
             return await self._write(actor, command, handler)
 
     async def _drag(self, actor: Actor, command: m.DragNote) -> Outcome:
