@@ -11,9 +11,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import bindparam, column, true, update
+from sqlalchemy import select as core_select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import defer
@@ -100,13 +101,31 @@ def _context_statements() -> dict[tuple[bool, bool], Any]:
             .values(seq=workshop.c.seq + 1)
             .returning(*(c for c in workshop.c if c.name != "definition"), active)
         )
-        statements[True, facilitator] = select(Workshop, column("active")).from_statement(bump)
-        statements[False, facilitator] = (
-            select(Workshop, active)
-            .options(defer(Workshop.definition))  # type: ignore[arg-type]
-            .where(col(Workshop.id) == wid)
-        )
+        if facilitator:
+            # Facilitator commands change the workshop row: an ORM object, flushed at
+            # commit.
+            statements[True, True] = select(Workshop, column("active")).from_statement(bump)
+            statements[False, True] = (
+                select(Workshop, active)
+                .options(defer(Workshop.definition))  # type: ignore[arg-type]
+                .where(col(Workshop.id) == wid)
+            )
+        else:
+            # Participants' commands only read it: a plain row (loading an ORM object
+            # was a third of such a command).
+            statements[True, False] = bump
+            statements[False, False] = core_select(
+                *(c for c in workshop.c if c.name != "definition"), active
+            ).where(workshop.c.id == wid)
     return statements
+
+
+# A participant's command that emitted nothing gives its number back.
+_GIVE_BACK_SEQ = (
+    update(table_of(Workshop))
+    .where(table_of(Workshop).c.id == bindparam("ctx_wid"))
+    .values(seq=bindparam("ctx_seq"))
+)
 
 
 _CONTEXT = _context_statements()
@@ -227,10 +246,16 @@ class LiveService:
             async with self.command_sessionmaker() as session:
                 ctx = await self._context(session, actor, command)
                 await handler(ctx, command)
+                orm = isinstance(ctx.workshop, Workshop)
                 if ctx.reserved_seq is not None:
                     # No event after all: give the number back, the log has no holes.
-                    ctx.workshop.seq = ctx.reserved_seq - 1
-                session.add(ctx.workshop)
+                    if orm:
+                        ctx.workshop.seq = ctx.reserved_seq - 1
+                    else:
+                        params = {"ctx_wid": actor.workshop_id, "ctx_seq": ctx.reserved_seq - 1}
+                        await session.exec(_GIVE_BACK_SEQ, params=params)
+                if orm:
+                    session.add(ctx.workshop)
                 await session.commit()
         except IntegrityError as exc:
             # Two people acted on the same row at once (a deleted note, a double vote):
@@ -270,9 +295,14 @@ class LiveService:
         row = (await session.exec(stmt, params=params)).first()
         if row is None:
             raise Rejected("not_found", "this workshop no longer exists")
-        workshop: Workshop = row[0]
-        if not actor.is_facilitator:
-            if not row[1]:
+        workshop: Workshop
+        if actor.is_facilitator:
+            workshop = row[0]
+        else:
+            # A read-only row with the workshop's columns (participants' handlers only
+            # read ctx.workshop; `_write` gives an unused number back with its own UPDATE).
+            workshop = cast(Workshop, row)
+            if not row.active:
                 raise Rejected("removed", "you have been removed from this workshop")
             if workshop.state == "lobby":
                 raise Rejected("not_started", "the workshop has not started yet")
