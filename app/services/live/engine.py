@@ -120,7 +120,7 @@ def _context_statements() -> dict[tuple[bool, bool], Any]:
     return statements
 
 
-# A participant's command that emitted nothing gives its number back.
+# A command that emitted nothing gives its number back.
 _GIVE_BACK_SEQ = (
     update(table_of(Workshop))
     .where(table_of(Workshop).c.id == bindparam("ctx_wid"))
@@ -246,16 +246,12 @@ class LiveService:
             async with self.command_sessionmaker() as session:
                 ctx = await self._context(session, actor, command)
                 await handler(ctx, command)
-                orm = isinstance(ctx.workshop, Workshop)
                 if ctx.reserved_seq is not None:
                     # No event after all: give the number back, the log has no holes.
-                    if orm:
-                        ctx.workshop.seq = ctx.reserved_seq - 1
-                    else:
-                        params = {"ctx_wid": actor.workshop_id, "ctx_seq": ctx.reserved_seq - 1}
-                        await session.exec(_GIVE_BACK_SEQ, params=params)
-                if orm:
-                    session.add(ctx.workshop)
+                    params = {"ctx_wid": actor.workshop_id, "ctx_seq": ctx.reserved_seq - 1}
+                    await session.exec(_GIVE_BACK_SEQ, params=params)
+                if isinstance(ctx.workshop, Workshop):
+                    session.add(ctx.workshop)  # a facilitator's changes to it
                 await session.commit()
         except IntegrityError as exc:
             # Two people acted on the same row at once (a deleted note, a double vote):
@@ -300,7 +296,7 @@ class LiveService:
             workshop = row[0]
         else:
             # A read-only row with the workshop's columns (participants' handlers only
-            # read ctx.workshop; `_write` gives an unused number back with its own UPDATE).
+            # read ctx.workshop; `_write` gives an unused number back with _GIVE_BACK_SEQ).
             workshop = cast(Workshop, row)
             if not row.active:
                 raise Rejected("removed", "you have been removed from this workshop")

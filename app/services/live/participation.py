@@ -420,17 +420,22 @@ _INSERT_DOT = insert(_DOT)
 _DELETE_DOT = delete(_DOT).where(_DOT.c.id == bindparam("dot_id"))
 
 
+def _dot_params(ctx: Ctx, note_id: str, pid: str, phase_key: str) -> dict[str, Any]:
+    """The values `_NOTE_FOR_DOT` and `_DOT_TO_REMOVE` are bound with."""
+    return {
+        "note_id": note_id,
+        "workshop_id": ctx.workshop.id,
+        "participant_id": pid,
+        "phase_key": phase_key,
+    }
+
+
 async def add_dot(ctx: Ctx, cmd: m.AddDot) -> None:
     pid = ctx.require_participant("dot-vote")
     phase = ctx.require_phase(PhaseKind.PRIORITISE, what="dot voting")
     # The counts cannot change before the commit: the command holds the workshop row
     # (engine._context), and every dot is written by a command of this workshop.
-    params = {
-        "note_id": cmd.note_id,
-        "workshop_id": ctx.workshop.id,
-        "participant_id": pid,
-        "phase_key": phase.key,
-    }
+    params = _dot_params(ctx, cmd.note_id, pid, phase.key)
     row = (await ctx.session.exec(_NOTE_FOR_DOT, params=params)).first()
     if row is None or row[1] != ctx.workshop.id:
         raise Rejected("unknown_note", "there is no such note (it may have been deleted)")
@@ -457,12 +462,7 @@ async def add_dot(ctx: Ctx, cmd: m.AddDot) -> None:
 async def remove_dot(ctx: Ctx, cmd: m.RemoveDot) -> None:
     pid = ctx.require_participant("dot-vote")
     phase = ctx.require_phase(PhaseKind.PRIORITISE, what="dot voting")
-    params = {
-        "note_id": cmd.note_id,
-        "workshop_id": ctx.workshop.id,
-        "participant_id": pid,
-        "phase_key": phase.key,
-    }
+    params = _dot_params(ctx, cmd.note_id, pid, phase.key)
     row = (await ctx.session.exec(_DOT_TO_REMOVE, params=params)).first()
     if row is None:
         raise Rejected("no_dot", "you have no dot on that note")
