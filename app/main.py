@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from app import logs
 from app.config import PROJECT_ROOT, Settings, get_settings
-from app.db.engine import make_engine, make_live_engine, make_sessionmaker
+from app.db.engine import Checkpointer, make_engine, make_live_engine, make_sessionmaker
 from app.domain.definitions import load_definitions
 from app.realtime import socket
 from app.realtime.hub import make_hub
@@ -54,10 +54,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             serialize_writes=settings.is_sqlite,
             command_sessionmaker=make_sessionmaker(live_engine),
         )
+        # That engine leaves checkpoints to this task, which runs them off the loop.
+        checkpointer = Checkpointer(engine) if live_engine is not engine else None
+        if checkpointer is not None:
+            checkpointer.start()
+        app.state.checkpointer = checkpointer
         try:
             yield
         finally:
             await hub.stop()
+            if checkpointer is not None:
+                await checkpointer.stop()
             if live_engine is not engine:
                 await live_engine.dispose()
             await engine.dispose()

@@ -191,7 +191,9 @@ async def _commands(room: Room, kind: str, n: int) -> Commands:
     return commands
 
 
-async def _time(room: Room, commands: Commands, timings: dict[str, Timing]) -> None:
+async def _time(
+    room: Room, commands: Commands, timings: dict[str, Timing], gap: float = 0.0
+) -> None:
     handle = room.live.handle
     parsed = [(kind, actor, parse_command(command)) for kind, actor, command in commands]
     cpu: Callable[[], float] = time.process_time
@@ -203,9 +205,13 @@ async def _time(room: Room, commands: Commands, timings: dict[str, Timing]) -> N
         timing.cpu += cpu() - c0
         timing.wall += wall() - w0
         timing.n += 1
+        if gap:
+            await asyncio.sleep(gap)
 
 
-async def run(database_url: str | None, kinds: list[str], n: int) -> dict[str, Timing]:
+async def run(
+    database_url: str | None, kinds: list[str], n: int, gap: float = 0.0
+) -> dict[str, Timing]:
     with tempfile.TemporaryDirectory() as tmp:
         url = database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
         engine = make_engine(url)
@@ -230,7 +236,7 @@ async def run(database_url: str | None, kinds: list[str], n: int) -> dict[str, T
                     continue  # timed with dot.add
                 room = await _room(app, http)
                 commands = await _commands(room, kind, n)
-                await _time(room, commands, timings)
+                await _time(room, commands, timings, gap)
         return timings
 
 
@@ -239,9 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", action="append", choices=KINDS, help="repeatable; default all")
     parser.add_argument("--n", type=int, default=2000, help="commands per kind")
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=0.0,
+        help="seconds idle between commands, as in a live room (caches go cold); default 0",
+    )
     args = parser.parse_args(argv)
     kinds = args.kind or list(KINDS)
-    timings = asyncio.run(run(args.database_url, kinds, args.n))
+    timings = asyncio.run(run(args.database_url, kinds, args.n, args.gap))
     print(f"{'command':<12} {'n':>6} {'cpu us':>10} {'wall us':>10}")
     for kind in KINDS:
         if kind in timings:

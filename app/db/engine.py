@@ -6,6 +6,9 @@ embedded default behaves like a real database under concurrent writers.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.inline import inline_connector
+
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 30}
@@ -46,11 +51,16 @@ def make_live_engine(engine: AsyncEngine) -> AsyncEngine:
         database, {**cparams, **SQLITE_CONNECT_ARGS}, busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS
     )
     live = create_async_engine(sync.url, async_creator=connect)
-    _set_sqlite_pragmas(live, 0)
+    # Its commits never checkpoint: a checkpoint copies pages into the database file
+    # and syncs it to disk, which on the loop's thread would hold up every socket for
+    # as long as the disk takes. `Checkpointer` does it on the threaded engine instead.
+    _set_sqlite_pragmas(live, 0, autocheckpoint=False)
     return live
 
 
-def _set_sqlite_pragmas(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+def _set_sqlite_pragmas(
+    engine: AsyncEngine, busy_timeout_ms: int, *, autocheckpoint: bool = True
+) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
@@ -58,7 +68,54 @@ def _set_sqlite_pragmas(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        if not autocheckpoint:
+            cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.close()
+
+
+class Checkpointer:
+    """Copies SQLite's write-ahead log into the database file, off the loop's thread.
+
+    The live engine's commits do not checkpoint (`make_live_engine`), so this task
+    does, every `interval_s`, with a PASSIVE checkpoint on `engine` (the threaded
+    one): it waits for no one and no one waits for it; the disk sync happens on that
+    engine's worker thread. Only the pages written since the last checkpoint are
+    copied, each once however often it changed.
+    """
+
+    def __init__(self, engine: AsyncEngine, interval_s: float = 1.0) -> None:
+        self.engine = engine
+        self.interval_s = interval_s
+        self.last: tuple[int, int, int] | None = None  # (busy, log pages, checkpointed)
+        self._task: asyncio.Task[None] | None = None
+
+    async def run_once(self) -> tuple[int, int, int]:
+        async with self.engine.connect() as conn:
+            result = await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            row = result.one()
+        self.last = (int(row[0]), int(row[1]), int(row[2]))
+        return self.last
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.run_once()
+            except Exception:
+                # A full disk or a broken file: say so, and try again next time (the
+                # log keeps every commit meanwhile; it only grows).
+                log.exception("WAL checkpoint failed")
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="sqlite-checkpointer")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

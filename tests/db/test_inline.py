@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from app.db import engine as db_engine
-from app.db.engine import make_engine, make_live_engine
+from app.db.engine import Checkpointer, make_engine, make_live_engine
 from app.db.inline import InlineConnection
 
 
@@ -114,3 +114,43 @@ async def test_postgresql_and_memory_keep_one_engine() -> None:
             assert make_live_engine(engine) is engine
         finally:
             await engine.dispose()
+
+
+async def test_live_commits_leave_checkpoints_to_the_checkpointer(tmp_path: Path) -> None:
+    """The live engine never checkpoints on the loop's thread; `Checkpointer` copies
+    the log into the database file from the threaded engine, periodically."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'inline.db'}"
+    await _table(url)
+    engine = make_engine(url)
+    live = make_live_engine(engine)
+    checkpointer = Checkpointer(engine, interval_s=0.02)
+    try:
+        async with live.connect() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar() == 0
+        async with engine.connect() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar() == 1000
+        # More than the default 1000 pages of log: an autocheckpointing connection
+        # would have copied them into the file at some commit; these stay in the log.
+        for _ in range(20):
+            async with live.begin() as conn:
+                await conn.exec_driver_sql("INSERT INTO t (v) SELECT v FROM t LIMIT 1")
+                await conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS big (b BLOB)")
+                await conn.exec_driver_sql("INSERT INTO big VALUES (zeroblob(262144))")
+        checkpointer.start()
+        for _ in range(250):
+            if checkpointer.last is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert checkpointer.last is not None
+        busy, log_pages, copied = checkpointer.last
+        assert busy == 0
+        assert log_pages > 1000  # nothing was checkpointed before the task ran
+        assert copied == log_pages
+        # Later runs find nothing new (the log restarts with the next write).
+        assert (await checkpointer.run_once())[2] in (0, log_pages)
+        async with engine.connect() as conn:
+            assert (await conn.exec_driver_sql("SELECT count(*) FROM big")).scalar() == 20
+    finally:
+        await checkpointer.stop()
+        await live.dispose()
+        await engine.dispose()

@@ -9,16 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import bindparam, column, true, update
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import defer
-from sqlmodel import col, select
+from sqlalchemy.orm import sessionmaker as sync_sessionmaker
+from sqlalchemy.util import greenlet_spawn
+from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models import Participant, Workshop, table_of
@@ -31,7 +33,7 @@ from app.services.live.context import Actor, Ctx, Rejected, utcnow
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Ctx, Any], Awaitable[None]]
+Handler = Callable[[Ctx, Any], Coroutine[Any, Any, None]]
 
 HANDLERS: dict[str, Handler] = {
     "workshop.start": fac.start,
@@ -163,6 +165,56 @@ class DefinitionCache:
         return found
 
 
+T = TypeVar("T")
+
+
+class AtOnceSession:
+    """The `AsyncSession` methods that command handlers use, over a plain `Session`.
+
+    A command runs whole inside one greenlet (`LiveService._write`): there the plain
+    session's statements reach the async driver by themselves (SQLAlchemy's asyncio
+    bridge), so these methods complete at once and the handlers, written for an
+    `AsyncSession`, never suspend. An `AsyncSession` would start a greenlet, and
+    hand back to the loop, for every statement.
+    """
+
+    __slots__ = ("sync",)
+
+    def __init__(self, sync: Session) -> None:
+        self.sync = sync
+
+    async def exec(self, *args: Any, **kwargs: Any) -> Any:
+        return self.sync.exec(*args, **kwargs)
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return self.sync.execute(*args, **kwargs)
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        return self.sync.get(*args, **kwargs)
+
+    async def delete(self, instance: Any) -> None:
+        self.sync.delete(instance)
+
+    async def flush(self) -> None:
+        self.sync.flush()
+
+    def add(self, instance: Any) -> None:
+        self.sync.add(instance)
+
+    def get_bind(self) -> Any:
+        return self.sync.get_bind()
+
+
+def run_at_once(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (it awaits only `AtOnceSession`) to its end."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    coroutine.close()
+    raise RuntimeError("a live command awaited something that does not complete at once")
+
+
 class KeyedLocks:
     """One asyncio.Lock per key, kept only while someone holds or waits for it."""
 
@@ -200,6 +252,11 @@ class LiveService:
         # on SQLite an engine that runs on the loop's thread (app.db.engine.make_live_engine).
         self.sessionmaker = sessionmaker
         self.command_sessionmaker = command_sessionmaker or sessionmaker
+        # The same engine, for plain sessions run inside one greenlet per command.
+        bind = self.command_sessionmaker.kw["bind"]
+        self._command_sessions = sync_sessionmaker(
+            bind=bind.sync_engine, class_=Session, expire_on_commit=False
+        )
         self.hub = hub
         self.cache = cache
         # SQLite has one writer at a time, and its busy handler waits by sleeping (1 to
@@ -243,16 +300,8 @@ class LiveService:
     async def _write(self, actor: Actor, command: Any, handler: Handler) -> Outcome:
         type_ = command.type
         try:
-            async with self.command_sessionmaker() as session:
-                ctx = await self._context(session, actor, command)
-                await handler(ctx, command)
-                if ctx.reserved_seq is not None:
-                    # No event after all: give the number back, the log has no holes.
-                    params = {"ctx_wid": actor.workshop_id, "ctx_seq": ctx.reserved_seq - 1}
-                    await session.exec(_GIVE_BACK_SEQ, params=params)
-                if isinstance(ctx.workshop, Workshop):
-                    session.add(ctx.workshop)  # a facilitator's changes to it
-                await session.commit()
+            # The whole transaction in one greenlet: see AtOnceSession.
+            ctx = await greenlet_spawn(self._transaction, actor, command, handler)
         except IntegrityError as exc:
             # Two people acted on the same row at once (a deleted note, a double vote):
             # nothing was written; the sender can simply retry.
@@ -267,6 +316,21 @@ class LiveService:
             await self.publish(actor.workshop_id, event)
         last = ctx.events[-1]["seq"] if ctx.events else None
         return Outcome(events=ctx.events, result=ctx.result, seq=last)
+
+    def _transaction(self, actor: Actor, command: Any, handler: Handler) -> Ctx:
+        """Check, write and commit one command (inside a greenlet, see `_write`)."""
+        with self._command_sessions() as sync:
+            session = cast(AsyncSession, AtOnceSession(sync))
+            ctx = run_at_once(self._context(session, actor, command))
+            run_at_once(handler(ctx, command))
+            if ctx.reserved_seq is not None:
+                # No event after all: give the number back, the log has no holes.
+                params = {"ctx_wid": actor.workshop_id, "ctx_seq": ctx.reserved_seq - 1}
+                sync.exec(_GIVE_BACK_SEQ, params=params)
+            if isinstance(ctx.workshop, Workshop):
+                sync.add(ctx.workshop)  # a facilitator's changes to it
+            sync.commit()
+        return ctx
 
     async def publish(self, workshop_id: str, message: dict[str, Any]) -> None:
         try:
