@@ -45,9 +45,8 @@ async def next_seq(session: AsyncSession, workshop_id: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Appended:
-    """What `append_event` wrote: the row's id, number and time."""
+    """What `append_event` wrote: the event's number and time."""
 
-    id: int | None
     seq: int
     created_at: datetime
 
@@ -69,7 +68,7 @@ async def append_event(
     if seq is None:
         seq = await next_seq(session, workshop_id)
     created_at = utcnow()
-    result = await session.exec(
+    await session.exec(
         _INSERT_EVENT,
         params={
             "workshop_id": workshop_id,
@@ -80,5 +79,4 @@ async def append_event(
             "created_at": created_at,
         },
     )
-    primary_key = result.inserted_primary_key
-    return Appended(primary_key[0] if primary_key else None, seq, created_at)
+    return Appended(seq, created_at)

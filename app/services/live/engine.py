@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import bindparam, column, true, update
 from sqlalchemy import select as core_select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import defer
@@ -23,6 +24,7 @@ from sqlalchemy.util import greenlet_spawn
 from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.db import direct
 from app.db.models import Participant, Workshop, table_of
 from app.domain.definitions import Definition, Phase, definition_from_snapshot, expand_phases
 from app.realtime import messages as m
@@ -72,6 +74,20 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+# The workshop's columns that participants' commands read (`Ctx.workshop` is a plain
+# row of these for them; tests/realtime cover every participant command).
+PARTICIPANT_READS = (
+    "id",
+    "state",
+    "current_phase",
+    "seq",
+    "input_locked",
+    "revealed",
+    "dot_budget",
+    "phase_budgets",
+)
+
+
 def _context_statements() -> dict[tuple[bool, bool], Any]:
     """`_context`'s statement, by (write, facilitator): built once, values bound per call.
 
@@ -96,29 +112,26 @@ def _context_statements() -> dict[tuple[bool, bool], Any]:
         True: true().label("active"),
     }
     statements: dict[tuple[bool, bool], Any] = {}
+    everything = [c for c in workshop.c if c.name != "definition"]
     for facilitator, active in standing.items():
-        bump = (
-            update(workshop)
-            .where(workshop.c.id == wid)
-            .values(seq=workshop.c.seq + 1)
-            .returning(*(c for c in workshop.c if c.name != "definition"), active)
-        )
+        bump = update(workshop).where(workshop.c.id == wid).values(seq=workshop.c.seq + 1)
         if facilitator:
             # Facilitator commands change the workshop row: an ORM object, flushed at
             # commit.
-            statements[True, True] = select(Workshop, column("active")).from_statement(bump)
+            statements[True, True] = select(Workshop, column("active")).from_statement(
+                bump.returning(*everything, active)
+            )
             statements[False, True] = (
                 select(Workshop, active)
                 .options(defer(Workshop.definition))  # type: ignore[arg-type]
                 .where(col(Workshop.id) == wid)
             )
         else:
-            # Participants' commands only read it: a plain row (loading an ORM object
-            # was a third of such a command).
-            statements[True, False] = bump
-            statements[False, False] = core_select(
-                *(c for c in workshop.c if c.name != "definition"), active
-            ).where(workshop.c.id == wid)
+            # Participants' commands only read it: a plain row of the columns they
+            # use (loading an ORM object was a third of such a command).
+            read = [workshop.c[name] for name in PARTICIPANT_READS]
+            statements[True, False] = bump.returning(*read, active)
+            statements[False, False] = core_select(*read, active).where(workshop.c.id == wid)
     return statements
 
 
@@ -178,13 +191,28 @@ class AtOnceSession:
     hand back to the loop, for every statement.
     """
 
-    __slots__ = ("sync",)
+    __slots__ = ("_connection", "sync")
 
     def __init__(self, sync: Session) -> None:
         self.sync = sync
+        self._connection: Connection | None = None
 
-    async def exec(self, *args: Any, **kwargs: Any) -> Any:
-        return self.sync.exec(*args, **kwargs)
+    async def exec(
+        self, statement: Any, *, params: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Any:
+        """As `Session.exec`; a prebuilt Core statement runs on the cursor at once
+        (`app.db.direct`), after flushing pending ORM changes as autoflush would."""
+        sync = self.sync
+        if params is not None and not kwargs:
+            connection = self._connection
+            if connection is None:
+                connection = self._connection = sync.connection()
+            plan = direct.plan_for(statement, params, connection.dialect)
+            if plan is not None:
+                if sync.new or sync.dirty or sync.deleted:
+                    sync.flush()
+                return direct.run(connection, plan, params)
+        return sync.exec(statement, params=params, **kwargs)
 
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         return self.sync.execute(*args, **kwargs)
@@ -326,7 +354,7 @@ class LiveService:
             if ctx.reserved_seq is not None:
                 # No event after all: give the number back, the log has no holes.
                 params = {"ctx_wid": actor.workshop_id, "ctx_seq": ctx.reserved_seq - 1}
-                sync.exec(_GIVE_BACK_SEQ, params=params)
+                run_at_once(session.exec(_GIVE_BACK_SEQ, params=params))
             if isinstance(ctx.workshop, Workshop):
                 sync.add(ctx.workshop)  # a facilitator's changes to it
             sync.commit()

@@ -1,0 +1,129 @@
+"""Plans (app.db.direct) give what SQLAlchemy's own execution gives, on both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, update
+from sqlalchemy.engine import Connection
+from sqlmodel import col, select
+
+from app.db import direct
+from app.db.engine import make_engine, make_sessionmaker
+from app.db.models import Event, Facilitator, Workshop, table_of
+from app.services.events import _INSERT_EVENT
+from app.services.live.engine import _CONTEXT
+
+_WORKSHOP = table_of(Workshop)
+_SEQ_OF = select(_WORKSHOP.c.seq).where(_WORKSHOP.c.id == bindparam("wid"))
+
+
+async def _workshop(db_url: str) -> str:
+    maker = make_sessionmaker(engine := make_engine(db_url))
+    try:
+        async with maker() as session:
+            fac = Facilitator(email="d@x.gov", display_name="F", password_hash="x")
+            session.add(fac)
+            await session.flush()
+            workshop = Workshop(
+                facilitator_id=fac.id,
+                title="T",
+                definition_id="d",
+                definition={},
+                join_code="DIRECT",
+                state="running",
+                revealed=["cards:a"],
+                phase_budgets={"p": 2},
+            )
+            session.add(workshop)
+            await session.commit()
+            return workshop.id
+    finally:
+        await engine.dispose()
+
+
+def _both(conn: Connection, statement: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+    """The statement's rows through a plan, then through SQLAlchemy (in that order)."""
+    plan = direct.plan_for(statement, params, conn.dialect)
+    assert plan is not None
+    planned = [tuple(row) for row in direct.run(conn, plan, params).all()]
+    usual = [tuple(row) for row in conn.execute(statement, params).all()]
+    return planned, usual
+
+
+async def test_plans_read_and_write_as_sqlalchemy_does(db_url: str) -> None:
+    wid = await _workshop(db_url)
+    engine = make_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+
+            def check(sync: Connection) -> None:
+                # The participants' context: an UPDATE ... RETURNING with booleans, JSON
+                # lists and dicts, and an EXISTS; the two runs bump seq 0 -> 1 -> 2.
+                params = {"ctx_wid": wid, "ctx_pid": "nobody"}
+                planned, usual = _both(sync, _CONTEXT[True, False], params)
+                assert [row[:-1] for row in planned] == [
+                    (wid, "running", 0, 1, False, ["cards:a"], 3, {"p": 2})
+                ]
+                assert planned[0][-1] in (False, 0)  # no such participant
+                assert [row[3] for row in usual] == [2]
+                assert [row[:3] + row[4:] for row in usual] == [
+                    row[:3] + row[4:] for row in planned
+                ]
+                # A SQLModel select of one column gives its values, as `Session.exec`.
+                plan = direct.plan_for(_SEQ_OF, {"wid": wid}, sync.dialect)
+                assert plan is not None and plan.scalars
+                assert direct.run(sync, plan, {"wid": wid}).all() == [2]
+                # An INSERT with JSON and an aware datetime, read back both ways.
+                at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+                event = {
+                    "workshop_id": wid,
+                    "seq": 3,
+                    "type": "t.done",
+                    "payload": {"text": "Ünïcode ✓", "n": [1, 2]},
+                    "actor": None,
+                    "created_at": at,
+                }
+                plan = direct.plan_for(_INSERT_EVENT, event, sync.dialect)
+                assert plan is not None
+                direct.run(sync, plan, event)
+                stored = select(Event.payload, Event.created_at, Event.actor).where(
+                    col(Event.workshop_id) == wid
+                )
+                assert [tuple(r) for r in sync.execute(stored)] == [(event["payload"], at, None)]
+
+            await conn.run_sync(check)
+    finally:
+        await engine.dispose()
+
+
+async def test_statements_that_need_sqlalchemy_get_no_plan(db_url: str) -> None:
+    engine = make_engine(db_url)
+    table = Table(
+        "defaults",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("name", String, default=lambda: "filled in by SQLAlchemy"),
+    )
+    try:
+        async with engine.connect() as conn:
+            dialect = conn.dialect
+        # ORM entities to load.
+        assert direct.plan_for(select(Workshop), {}, dialect) is None
+        # A Python-side column default to fill in.
+        assert direct.plan_for(insert(table), {"id": 1}, dialect) is None
+        assert direct.plan_for(insert(table), {"id": 1, "name": "given"}, dialect) is not None
+        # An expanding IN parameter.
+        expanding = select(_WORKSHOP.c.id).where(
+            _WORKSHOP.c.id.in_(bindparam("ids", expanding=True))
+        )
+        assert direct.plan_for(expanding, {"ids": ["a"]}, dialect) is None
+        # Not a statement at all.
+        assert direct.plan_for("SELECT 1", {}, dialect) is None
+        # A statement's own values are bound with the caller's.
+        bump = update(_WORKSHOP).values(seq=_WORKSHOP.c.seq + 5)
+        plan = direct.plan_for(bump.where(_WORKSHOP.c.id == bindparam("w")), {"w": "x"}, dialect)
+        assert plan is not None and 5 in plan.values({"w": "x"})
+    finally:
+        await engine.dispose()
