@@ -74,7 +74,7 @@ async def test_plans_read_and_write_as_sqlalchemy_does(db_url: str) -> None:
                 # A SQLModel select of one column gives its values, as `Session.exec`.
                 plan = direct.plan_for(_SEQ_OF, {"wid": wid}, sync.dialect)
                 assert plan is not None and plan.scalars
-                assert direct.run(sync, plan, {"wid": wid}).all() == [2]
+                assert list(direct.run(sync, plan, {"wid": wid})) == [2]
                 # An INSERT with JSON and an aware datetime, read back both ways.
                 at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
                 event = {

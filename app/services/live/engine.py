@@ -19,7 +19,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import defer
-from sqlalchemy.orm import sessionmaker as sync_sessionmaker
 from sqlalchemy.util import greenlet_spawn
 from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -182,37 +181,55 @@ T = TypeVar("T")
 
 
 class AtOnceSession:
-    """The `AsyncSession` methods that command handlers use, over a plain `Session`.
+    """The `AsyncSession` methods that command handlers use, run at once.
 
-    A command runs whole inside one greenlet (`LiveService._write`): there the plain
-    session's statements reach the async driver by themselves (SQLAlchemy's asyncio
-    bridge), so these methods complete at once and the handlers, written for an
-    `AsyncSession`, never suspend. An `AsyncSession` would start a greenlet, and
-    hand back to the loop, for every statement.
+    A command runs whole inside one greenlet (`LiveService._transaction`) on one
+    connection and transaction: there statements reach the async driver by
+    themselves (SQLAlchemy's asyncio bridge), so these methods complete at once and
+    the handlers, written for an `AsyncSession`, never suspend. An `AsyncSession`
+    would start a greenlet, and hand back to the loop, for every statement.
+
+    Prebuilt Core statements run on the connection's cursor (`app.db.direct`). An
+    ORM `Session`, joined to the same transaction, is made only when a handler first
+    needs one (facilitators' commands, and the rarer ones of participants).
     """
 
-    __slots__ = ("_connection", "sync")
+    __slots__ = ("_orm", "connection")
 
-    def __init__(self, sync: Session) -> None:
-        self.sync = sync
-        self._connection: Connection | None = None
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._orm: Session | None = None
+
+    @property
+    def sync(self) -> Session:
+        if self._orm is None:
+            self._orm = Session(
+                bind=self.connection,
+                expire_on_commit=False,
+                join_transaction_mode="rollback_only",
+            )
+        return self._orm
 
     async def exec(
         self, statement: Any, *, params: dict[str, Any] | None = None, **kwargs: Any
     ) -> Any:
-        """As `Session.exec`; a prebuilt Core statement runs on the cursor at once
-        (`app.db.direct`), after flushing pending ORM changes as autoflush would."""
-        sync = self.sync
+        """As `Session.exec`; a prebuilt Core statement runs on the cursor at once,
+        after flushing pending ORM changes as autoflush would."""
         if params is not None and not kwargs:
-            connection = self._connection
-            if connection is None:
-                connection = self._connection = sync.connection()
-            plan = direct.plan_for(statement, params, connection.dialect)
+            plan = direct.plan_for(statement, params, self.connection.dialect)
             if plan is not None:
-                if sync.new or sync.dirty or sync.deleted:
-                    sync.flush()
-                return direct.run(connection, plan, params)
-        return sync.exec(statement, params=params, **kwargs)
+                self.flush_pending()
+                return direct.run(self.connection, plan, params)
+        return self.sync.exec(statement, params=params, **kwargs)
+
+    def flush_pending(self) -> None:
+        orm = self._orm
+        if orm is not None and (orm.new or orm.dirty or orm.deleted):
+            orm.flush()
+
+    def close(self) -> None:
+        if self._orm is not None:
+            self._orm.close()
 
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         return self.sync.execute(*args, **kwargs)
@@ -229,8 +246,8 @@ class AtOnceSession:
     def add(self, instance: Any) -> None:
         self.sync.add(instance)
 
-    def get_bind(self) -> Any:
-        return self.sync.get_bind()
+    def get_bind(self) -> Connection:
+        return self.connection
 
 
 def run_at_once(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -280,11 +297,9 @@ class LiveService:
         # on SQLite an engine that runs on the loop's thread (app.db.engine.make_live_engine).
         self.sessionmaker = sessionmaker
         self.command_sessionmaker = command_sessionmaker or sessionmaker
-        # The same engine, for plain sessions run inside one greenlet per command.
+        # The same engine, its sync face: each command runs in one greenlet on it.
         bind = self.command_sessionmaker.kw["bind"]
-        self._command_sessions = sync_sessionmaker(
-            bind=bind.sync_engine, class_=Session, expire_on_commit=False
-        )
+        self._command_engine = bind.sync_engine
         self.hub = hub
         self.cache = cache
         # SQLite has one writer at a time, and its busy handler waits by sleeping (1 to
@@ -347,17 +362,22 @@ class LiveService:
 
     def _transaction(self, actor: Actor, command: Any, handler: Handler) -> Ctx:
         """Check, write and commit one command (inside a greenlet, see `_write`)."""
-        with self._command_sessions() as sync:
-            session = cast(AsyncSession, AtOnceSession(sync))
-            ctx = run_at_once(self._context(session, actor, command))
-            run_at_once(handler(ctx, command))
-            if ctx.reserved_seq is not None:
-                # No event after all: give the number back, the log has no holes.
-                params = {"ctx_wid": actor.workshop_id, "ctx_seq": ctx.reserved_seq - 1}
-                run_at_once(session.exec(_GIVE_BACK_SEQ, params=params))
-            if isinstance(ctx.workshop, Workshop):
-                sync.add(ctx.workshop)  # a facilitator's changes to it
-            sync.commit()
+        with self._command_engine.connect() as connection:
+            at_once = AtOnceSession(connection)
+            session = cast(AsyncSession, at_once)
+            try:
+                with connection.begin():  # commits at the end, rolls back on a raise
+                    ctx = run_at_once(self._context(session, actor, command))
+                    run_at_once(handler(ctx, command))
+                    if ctx.reserved_seq is not None:
+                        # No event after all: give the number back, the log has no holes.
+                        params = {"ctx_wid": actor.workshop_id, "ctx_seq": ctx.reserved_seq - 1}
+                        run_at_once(session.exec(_GIVE_BACK_SEQ, params=params))
+                    if isinstance(ctx.workshop, Workshop):
+                        at_once.sync.add(ctx.workshop)  # a facilitator's changes to it
+                    at_once.flush_pending()
+            finally:
+                at_once.close()
         return ctx
 
     async def publish(self, workshop_id: str, message: dict[str, Any]) -> None:
