@@ -194,6 +194,8 @@ class Room:
         # The latest stored events heard, consecutive, as the log would replay them:
         # resumes and gap fills are served from here when it covers them.
         self.ring: deque[dict[str, Any]] = deque(maxlen=RING_SIZE)
+        # A read of the log into the ring in flight (`seed`): others wait for it.
+        self.filling: asyncio.Future[None] | None = None
         # The shared part of the latest snapshot built per audience: (seq, its build).
         # Everyone who joins at that seq gets it with their own `me` spliced in.
         self.snapshots: dict[Audience, tuple[int, asyncio.Future[SharedSnapshot]]] = {}
@@ -248,6 +250,22 @@ class Room:
                 self.ring.clear()  # a hole: start again from here
         # As replayed from the log: no cid/ts (those belong to the live delivery).
         self.ring.append({**message, "cid": None, "ts": None})
+
+    def seed(self, events: list[dict[str, Any]]) -> None:
+        """Put stored events read from the log (consecutive, in order) into the ring,
+        below what it holds: kept only if they reach up to its oldest event (or it is
+        empty), so the ring stays consecutive."""
+        if not events:
+            return
+        ring = self.ring
+        if ring:
+            bottom = int(ring[0]["seq"])
+            if int(events[-1]["seq"]) < bottom - 1:
+                return  # a hole between them: the ring keeps what it heard
+            older = [e for e in events if int(e["seq"]) < bottom]
+        else:
+            older = events
+        self.ring = deque([*older, *ring], maxlen=RING_SIZE)
 
     def replay(self, since: int, need: int, limit: int) -> list[dict[str, Any]] | None:
         """The stored events after `since` if this room has them all (no more than

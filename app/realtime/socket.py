@@ -18,7 +18,10 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
+from sqlalchemy import bindparam
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import defer
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.engine import begin_consistent_read
@@ -66,8 +69,18 @@ class TokenBucket:
         return False
 
 
+# The workshop without its definition snapshot (12 KB of JSON to decode per socket):
+# that comes parsed from the definition cache.
+_WORKSHOP_FOR_SOCKET = (
+    select(Workshop)
+    .options(defer(Workshop.definition))  # type: ignore[arg-type]
+    .where(col(Workshop.id) == bindparam("wid"))
+)
+
+
 async def _authenticate(ws: WebSocket, workshop_id: str) -> tuple[Actor, Workshop, bool] | None:
-    """Who is connecting, the workshop, and whether only as the projector; None to refuse."""
+    """Who is connecting, the workshop, and whether only as the projector; None to refuse.
+    The workshop's parsed definition is in the live service's cache afterwards."""
     state = ws.app.state
     codec: TokenCodec = state.codec
     settings = state.settings
@@ -76,9 +89,11 @@ async def _authenticate(ws: WebSocket, workshop_id: str) -> tuple[Actor, Worksho
     if auth.lower().startswith("bearer "):
         token = auth[7:]
     async with state.sessionmaker() as session:
-        workshop = await session.get(Workshop, workshop_id)
+        params = {"wid": workshop_id}
+        workshop = (await session.exec(_WORKSHOP_FOR_SOCKET, params=params)).first()
         if workshop is None:
             return None
+        await state.live.definition(session, workshop_id)
         participant_token = token or ws.cookies.get(participant_cookie(workshop_id), "")
         if participant_token and is_participant_token(codec, participant_token):
             participant = await participant_from_token(
@@ -174,11 +189,15 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
     live: LiveService = ws.app.state.live
     fmt: Literal["json", "html"] = "html" if ws.query_params.get("format") == "html" else "json"
     conn = Connection(ws=ws, actor=actor, audience=audience, fmt=fmt, address=address)
-    definition, _phases = live.cache.get(workshop)
+    found_definition = live.cache.peek(workshop.id)
+    if found_definition is None:  # gone from the cache meanwhile (it holds 256)
+        async with live.sessionmaker() as session:
+            found_definition = await live.definition(session, workshop.id)
+    definition, _phases = found_definition
     seq = workshop.seq
     room = rooms.join(conn, workshop.anonymous, seq, html_context(definition))
     # This coroutine lives as long as the socket: keep no ORM row (or definition) in it.
-    del found, workshop, definition, _phases
+    del found, found_definition, workshop, definition, _phases
     writer = asyncio.create_task(_writer(conn, rooms, live, last_seq, seq))
     try:
         if actor.participant_id:
@@ -340,6 +359,11 @@ async def _send_missed(
     kept = None
     if room is not None and need is not None:
         kept = room.replay(since, need, RESUME_LIMIT)
+        if kept is None and 0 <= since < need:
+            # A room that lacks them (just reopened, say, after everyone dropped): one
+            # read of the log for everyone who resumes at once, then from the ring.
+            await _fill_ring(room, live, since)
+            kept = room.replay(since, need, RESUME_LIMIT)
     if kept is not None:
         await _send_events(conn, rooms, kept, since)
         return
@@ -369,6 +393,33 @@ async def _send_missed(
         conn.last_seq = workshop.seq
         return
     await _send_events(conn, rooms, missed, since)
+
+
+async def _fill_ring(room: Room, live: LiveService, since: int) -> None:
+    """Read the stored events after `since` into the room's ring (`Room.seed`).
+
+    Single-flight: whoever asks while a read is in flight waits for it instead of
+    reading too (a reconnect storm would otherwise read the log once per socket). A
+    read that covers the waiter is served from the ring; one that does not, or that
+    failed, leaves the waiter to read the log itself, as before.
+    """
+    pending = room.filling
+    if pending is not None:
+        await asyncio.shield(pending)
+        return
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    room.filling = future
+    try:
+        async with live.sessionmaker() as session:
+            await begin_consistent_read(session)
+            missed = await events_since(session, room.workshop_id, since, RESUME_LIMIT)
+        if missed is not None:
+            room.seed(missed)
+    except (OperationalError, DBAPIError, OSError):
+        log.warning("could not read the log for workshop %s", room.workshop_id)
+    finally:
+        room.filling = None
+        future.set_result(None)
 
 
 class _Abandoned(Exception):

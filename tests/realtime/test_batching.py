@@ -315,6 +315,23 @@ async def test_resumes_come_from_the_rooms_ring_while_it_covers_them() -> None:
     assert room.replay(17, 0, 1000) is None
 
 
+async def test_events_read_from_the_log_seed_the_ring_below_what_it_heard() -> None:
+    room = room_with(conn("facilitator"))
+    logged = [{**event(seq, "input.locked"), "cid": None, "ts": None} for seq in range(5, 9)]
+    room.seed(logged)  # an empty ring takes them
+    assert [e["seq"] for e in room.replay(4, 8, 1000) or []] == [5, 6, 7, 8]
+    room.on_message(event(9, "input.unlocked"))  # heard next: appended
+    assert [e["seq"] for e in room.replay(7, 9, 1000) or []] == [8, 9]
+    # Below what it holds, reaching its oldest: joined underneath (duplicates dropped).
+    room.seed([{**event(seq, "input.locked"), "cid": None, "ts": None} for seq in range(2, 7)])
+    assert [e["seq"] for e in room.replay(1, 9, 1000) or []] == list(range(2, 10))
+    # A hole between them and the ring: not kept.
+    room.seed([{**event(0, "input.locked"), "cid": None, "ts": None}])
+    assert room.replay(-1, 9, 1000) is None
+    assert [e["seq"] for e in room.replay(1, 9, 1000) or []] == list(range(2, 10))
+    room.close()
+
+
 class Clock:
     """A clock the test moves by hand."""
 

@@ -368,3 +368,40 @@ async def test_last_seq_ahead_of_the_workshop_gets_a_snapshot(workshop: Workshop
     await until_seq(ann, ack["seq"])  # not dropped as "already seen"
     for client in (fac, ann):
         await client.close()
+
+
+async def test_a_reconnect_storm_into_a_reopened_room_reads_the_log_once(
+    workshop: Workshop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Everyone left, the room moved on, then everyone resumes at once into a room
+    that starts with nothing heard: one read of the log serves them all."""
+    fac, (_ann_id, ann_token, ann) = await in_reflect(workshop)
+    tokens = [ann_token] + [(await workshop.join(f"P{i}"))[1] for i in range(7)]
+    clients = [ann] + [await workshop.connect(token, f"P{i}") for i, token in enumerate(tokens[1:])]
+    away_from = (await ann.do("note.create", area="now", text="Before the drop"))["seq"]
+    for client in clients:
+        await until_seq(client, away_from)
+        await client.close()
+    expected = [
+        (await fac.do("note.create", area="how", text=f"While away {i}"))["seq"] for i in range(3)
+    ]
+    await fac.close()
+    await asyncio.sleep(0.2)  # the room closes with its last socket
+    reads: list[int] = []
+    original = socket_module.events_since
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args[2])
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(socket_module, "events_since", counted)
+    back = await asyncio.gather(
+        *(workshop.connect(token, f"B{i}", last_seq=away_from) for i, token in enumerate(tokens))
+    )
+    for client in back:
+        await until_seq(client, expected[-1])
+        assert [s for s in seqs(client) if s > away_from] == expected
+        assert not any(msg["type"] == "snapshot" for msg in client.received)
+    assert reads == [away_from]
+    for client in back:
+        await client.close()

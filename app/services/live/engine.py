@@ -418,7 +418,7 @@ class LiveService:
                 raise Rejected("locked", "the facilitator has paused input for a moment")
         if workshop.state == "ended":
             raise Rejected("ended", "this workshop has ended")
-        definition, phases = await self._definition(session, workshop.id)
+        definition, phases = await self.definition(session, workshop.id)
         return Ctx(
             session=session,
             workshop=workshop,
@@ -431,7 +431,7 @@ class LiveService:
             reserved_seq=workshop.seq if write else None,
         )
 
-    async def _definition(
+    async def definition(
         self, session: AsyncSession, workshop_id: str
     ) -> tuple[Definition, tuple[Phase, ...]]:
         """The workshop's parsed definition: from the cache, else read and parsed once."""
