@@ -20,6 +20,7 @@ import websockets
 
 from app.realtime import messages as m
 from app.realtime import socket as socket_module
+from app.services.live import snapshot as snapshot_module
 from app.services.live.engine import LiveService
 from tests.realtime.conftest import Client, Workshop
 
@@ -388,7 +389,7 @@ async def test_a_reconnect_storm_into_a_reopened_room_reads_the_log_once(
     await fac.close()
     await asyncio.sleep(0.2)  # the room closes with its last socket
     reads: list[int] = []
-    original = socket_module.events_since
+    original = snapshot_module.events_since
 
     async def counted(*args: Any, **kwargs: Any) -> Any:
         reads.append(args[2])
