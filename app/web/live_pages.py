@@ -214,6 +214,7 @@ async def _participant_page(
     workshop = await session.get(Workshop, wid)
     if me is None or workshop is None:
         return RedirectResponse("/join", status_code=303)
+    await session.close()  # its connection goes back before room_view takes one
     view = await room_view(request, workshop, "participant", me.id)
     token = request.cookies.get(participant_cookie(wid), "")
     outline = _outline(request, template)
@@ -274,6 +275,7 @@ async def _facilitator_page(
     workshop = await session.get(Workshop, wid)
     if workshop is None or (facilitator is not None and workshop.facilitator_id != facilitator.id):
         return render(request, "live/missing.html", {"facilitator": facilitator}, status_code=404)
+    await session.close()  # its connection goes back before room_view takes one
     view = await room_view(request, workshop, audience, None)
     outline = _outline(request, template)
     return render(

@@ -26,6 +26,9 @@ async def room_view(
     audience: Audience,
     participant_id: str | None,
 ) -> dict[str, Any]:
+    """What a room page shows, read in one moment with its own session. The caller
+    must hold no database connection meanwhile (close its session first): pages
+    holding one while waiting for another would exhaust the pool together."""
     live: LiveService = request.app.state.live
     definition, phases = live.cache.get(workshop)
     rooms = request.app.state.rooms.rooms

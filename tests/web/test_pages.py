@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 
 import httpx
 
+from app.services.identity import participant_cookie
 from tests.conftest import FacilitatorLogin
 
 
@@ -202,3 +204,35 @@ async def test_projector_link_shows_the_projector_view_without_signing_in(
         assert (await screen.get(f"/projector/{other_id}")).headers["location"] == "/signin"
         forged = await screen.get(f"/projector/{other_id}/open?k={link.split('k=')[1]}")
         assert forged.status_code == 404
+
+
+async def test_a_room_loading_the_page_at_once_gets_it_with_the_pool_to_spare(
+    client: httpx.AsyncClient, facilitator: FacilitatorLogin
+) -> None:
+    """Twenty people open the room page at once: more than the database pool has
+    connections. A page must not hold one connection while it waits for another (20
+    pages each holding one would wait for each other until the pool's timeout)."""
+    created = await client.post(
+        "/api/workshops",
+        json={"definition": "dhs-cx-maturity", "title": "Busy room"},
+        headers=facilitator.headers,
+    )
+    wid, code = created.json()["id"], created.json()["join_code"]
+    tokens = []
+    for i in range(20):
+        joined = await client.post(
+            f"/api/workshops/{wid}/participants", json={"join_code": code, "display_name": f"P{i}"}
+        )
+        assert joined.status_code == 201, joined.text
+        tokens.append(joined.json()["token"])
+
+    async def page(token: str) -> int:
+        cookies = {participant_cookie(wid): token}
+        async with httpx.AsyncClient(
+            transport=client._transport, base_url="http://testserver", cookies=cookies
+        ) as person:
+            return (await person.get(f"/w/{wid}")).status_code
+
+    # Well under the pool's 30 s timeout, which a deadlock would run into.
+    statuses = await asyncio.wait_for(asyncio.gather(*(page(t) for t in tokens)), 20)
+    assert statuses == [200] * 20
