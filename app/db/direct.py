@@ -23,6 +23,7 @@ SQLite and PostgreSQL).
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -131,7 +132,12 @@ def run(connection: Connection, plan: Plan, params: Mapping[str, Any]) -> Result
     try:
         cursor.execute(plan.sql, values)
         raw = cursor.fetchall() if cursor.description is not None else []
+    except Exception as exc:
+        # As SQLAlchemy's own execution does: the driver's error becomes its
+        # IntegrityError, OperationalError... and a lost connection is invalidated.
+        connection._handle_dbapi_exception(exc, plan.sql, values, cursor, None)
     finally:
-        cursor.close()
+        with contextlib.suppress(Exception):  # never in place of the error above
+            cursor.close()
     result: Result[Any] = IteratorResult(SimpleResultMetaData(plan.keys), iter(plan.rows(raw)))
     return result.scalars() if plan.scalars else result  # type: ignore[return-value]

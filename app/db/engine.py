@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,11 +30,17 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # threads than that on a small machine, and each connection opened for a
         # burst (25 people joining at once) kept its page cache and thread stack:
         # about 0.5 MB that the benchmark counted against the first 25 sockets.
-        kwargs.setdefault("max_overflow", 0)
+        if not _in_memory(url):  # an in-memory database has one static connection
+            kwargs.setdefault("max_overflow", 0)
         engine = create_async_engine(url, connect_args=SQLITE_CONNECT_ARGS, **kwargs)
         _set_sqlite_pragmas(engine, SQLITE_BUSY_TIMEOUT_MS)
         return engine
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _in_memory(url: str) -> bool:
+    database = make_url(url).database or ""
+    return database in ("", ":memory:") or "mode=memory" in url
 
 
 def make_live_engine(engine: AsyncEngine) -> AsyncEngine:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from app.db import direct
@@ -92,6 +94,10 @@ async def test_plans_read_and_write_as_sqlalchemy_does(db_url: str) -> None:
                     col(Event.workshop_id) == wid
                 )
                 assert [tuple(r) for r in sync.execute(stored)] == [(event["payload"], at, None)]
+                # A driver's error comes out as SQLAlchemy's, as from its own execution
+                # (the engine turns IntegrityError into a "conflict" for the sender).
+                with pytest.raises(IntegrityError):
+                    direct.run(sync, plan, event)  # the same (workshop, seq) again
 
             await conn.run_sync(check)
     finally:
