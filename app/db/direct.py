@@ -50,6 +50,7 @@ class Plan:
     keys: tuple[str, ...]  # the result's columns
     results: tuple[Converter, ...]  # each column's converter from the driver's value
     scalars: bool  # a SQLModel select of one column: the result is its values
+    converts: bool  # whether any result column has a converter
 
     def values(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         fixed = self.fixed
@@ -60,7 +61,7 @@ class Plan:
         return tuple(out)
 
     def rows(self, raw: Sequence[Any]) -> list[tuple[Any, ...]]:
-        if not any(self.results):
+        if not self.converts:
             return [tuple(row) for row in raw]
         converters = self.results
         return [
@@ -112,14 +113,16 @@ def _make_plan(statement: Any, params: Mapping[str, Any], dialect: Dialect) -> P
         return None
     processors = compiled._bind_processors
     columns = compiled._result_columns
+    results = tuple(column.type._cached_result_processor(dialect, None) for column in columns)
     return Plan(
         sql=compiled.string,
         names=names,
         binds=tuple(processors.get(name) for name in names),
         fixed=fixed,
         keys=tuple(column.keyname for column in columns),
-        results=tuple(column.type._cached_result_processor(dialect, None) for column in columns),
+        results=results,
         scalars=isinstance(statement, SelectOfScalar),
+        converts=any(results),
     )
 
 

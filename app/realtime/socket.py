@@ -26,6 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.engine import begin_consistent_read
 from app.db.models import Workshop
+from app.domain.definitions import Definition, Phase
 from app.realtime import messages as m
 from app.realtime.html import html_context, render_control
 from app.realtime.rooms import CLOSE_REMOVED, Connection, Frame, Room, Rooms, close_quietly
@@ -78,9 +79,12 @@ _WORKSHOP_FOR_SOCKET = (
 )
 
 
-async def _authenticate(ws: WebSocket, workshop_id: str) -> tuple[Actor, Workshop, bool] | None:
-    """Who is connecting, the workshop, and whether only as the projector; None to refuse.
-    The workshop's parsed definition is in the live service's cache afterwards."""
+Admitted = tuple[Actor, Workshop, tuple[Definition, tuple[Phase, ...]], bool]
+
+
+async def _authenticate(ws: WebSocket, workshop_id: str) -> Admitted | None:
+    """Who is connecting, the workshop, its parsed definition, and whether only as the
+    projector; None to refuse."""
     state = ws.app.state
     codec: TokenCodec = state.codec
     settings = state.settings
@@ -93,7 +97,7 @@ async def _authenticate(ws: WebSocket, workshop_id: str) -> tuple[Actor, Worksho
         workshop = (await session.exec(_WORKSHOP_FOR_SOCKET, params=params)).first()
         if workshop is None:
             return None
-        await state.live.definition(session, workshop_id)
+        definition = await state.live.definition(session, workshop_id)
         participant_token = token or ws.cookies.get(participant_cookie(workshop_id), "")
         if participant_token and is_participant_token(codec, participant_token):
             participant = await participant_from_token(
@@ -102,7 +106,7 @@ async def _authenticate(ws: WebSocket, workshop_id: str) -> tuple[Actor, Worksho
             if participant is None:
                 return None
             actor = Actor("participant", workshop_id, participant_id=participant.id)
-            return actor, workshop, False
+            return actor, workshop, definition, False
         candidates = []
         if token:
             candidates.append((ACCESS, token, settings.access_token_hours * 3600))
@@ -116,12 +120,12 @@ async def _authenticate(ws: WebSocket, workshop_id: str) -> tuple[Actor, Worksho
                     actor = Actor(
                         "facilitator", workshop_id, facilitator_id=workshop.facilitator_id
                     )
-                    return actor, workshop, False
+                    return actor, workshop, definition, False
         # A projector link (a shared screen): the projector audience, read-only.
         for value in (token, ws.cookies.get(projector_cookie(workshop_id), "")):
             if projector_allowed(codec, settings, workshop_id, value):
                 actor = Actor("facilitator", workshop_id, facilitator_id=workshop.facilitator_id)
-                return actor, workshop, True
+                return actor, workshop, definition, True
     return None
 
 
@@ -175,7 +179,7 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
     if found is None:
         await ws.close(CLOSE_POLICY, "not allowed in this workshop")
         return
-    actor, workshop, projector_only = found
+    actor, workshop, (definition, _phases), projector_only = found
     audience: m.Audience = "participant"
     if actor.is_facilitator:
         view = ws.query_params.get("view")
@@ -189,15 +193,10 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
     live: LiveService = ws.app.state.live
     fmt: Literal["json", "html"] = "html" if ws.query_params.get("format") == "html" else "json"
     conn = Connection(ws=ws, actor=actor, audience=audience, fmt=fmt, address=address)
-    found_definition = live.cache.peek(workshop.id)
-    if found_definition is None:  # gone from the cache meanwhile (it holds 256)
-        async with live.sessionmaker() as session:
-            found_definition = await live.definition(session, workshop.id)
-    definition, _phases = found_definition
     seq = workshop.seq
     room = rooms.join(conn, workshop.anonymous, seq, html_context(definition))
     # This coroutine lives as long as the socket: keep no ORM row (or definition) in it.
-    del found, found_definition, workshop, definition, _phases
+    del found, workshop, definition, _phases
     writer = asyncio.create_task(_writer(conn, rooms, live, last_seq, seq))
     try:
         if actor.participant_id:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, insert, text
+from sqlalchemy import bindparam, insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel, col, delete, func, select, update
@@ -47,23 +47,19 @@ async def _upsert(
 ) -> None:
     """INSERT a row, or UPDATE `changes` of the one with the same `key` (one statement).
 
-    SQLAlchemy has no cache key for `ON CONFLICT` and would compile the statement on
-    every call: it is compiled once per dialect, model and columns, and kept as text
-    with the columns' types (so values are converted as before).
+    Built once per dialect, model and columns: a live command runs it through a plan
+    (`app.db.direct`), compiled once for the statement (SQLAlchemy's own statement
+    cache has no key for `ON CONFLICT`).
     """
     name = ctx.session.get_bind().dialect.name
     cache_key = (name, model, tuple(values), tuple(key), tuple(changes))
     stmt: Any = _UPSERTS.get(cache_key)
     if stmt is None:
         dialect = postgresql if name == "postgresql" else sqlite
-        table = table_of(model)
-        upsert = dialect.insert(table).values({column: bindparam(column) for column in values})
-        upsert = upsert.on_conflict_do_update(
+        upsert = dialect.insert(table_of(model)).values({c: bindparam(c) for c in values})
+        stmt = _UPSERTS[cache_key] = upsert.on_conflict_do_update(
             index_elements=key, set_={column: upsert.excluded[column] for column in changes}
         )
-        sql = str(upsert.compile(dialect=dialect.dialect(paramstyle="named")))
-        types = [bindparam(column, type_=table.c[column].type) for column in values]
-        stmt = _UPSERTS[cache_key] = text(sql).bindparams(*types)
     await ctx.session.exec(stmt, params=values)
 
 
