@@ -35,7 +35,26 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, connect_args=SQLITE_CONNECT_ARGS, **kwargs)
         _set_sqlite_pragmas(engine, SQLITE_BUSY_TIMEOUT_MS)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_async_engine(url, pool_pre_ping=True, **kwargs)
+    if engine.dialect.driver == "asyncpg":
+        engine.sync_engine.dialect.do_ping = _ping_once  # type: ignore[method-assign]
+    return engine
+
+
+def _ping_once(dbapi_connection: Any) -> bool:
+    """The pool's check of a PostgreSQL connection at checkout, in one round trip.
+
+    SQLAlchemy's asyncpg ping wraps its statement in a transaction (for PgBouncer's
+    transaction mode): BEGIN, the statement, ROLLBACK, three round trips before every
+    checkout, which is every live command. One simple query is one, and fails
+    the same way on a connection the server has dropped: the error goes through the
+    adapter, so the pool sees a disconnect and opens a new connection.
+    """
+    try:
+        dbapi_connection.await_(dbapi_connection._connection.execute("SELECT 1"))
+    except Exception as error:
+        dbapi_connection._handle_exception(error)
+    return True
 
 
 def _in_memory(url: str) -> bool:

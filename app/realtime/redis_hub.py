@@ -2,7 +2,8 @@
 
 Every workshop is the channel `<prefix><workshop_id>`. `publish` sends the JSON
 message with PUBLISH on a pooled client. Each process runs ONE subscriber task that
-PSUBSCRIBEs `<prefix>*` and hands each message to this process's listeners.
+PSUBSCRIBEs `<prefix>*` and hands each message to this process's listeners (a
+message for a workshop that no one on this process follows is dropped unparsed).
 
 The subscriber owns its connection lifecycle instead of relying on redis-py's
 silent reconnect: every attempt uses a fresh client (no library retries); on any
@@ -122,7 +123,7 @@ class RedisHub(Hub):
 
     async def _run(self) -> None:
         while True:
-            client = self._redis("sub", decode_responses=True)
+            client = self._redis("sub")  # bytes: a message no one here hears is not decoded
             pubsub = client.pubsub()
             delay = BACKOFF_START
             try:
@@ -177,7 +178,12 @@ class RedisHub(Hub):
             log.info("Redis hub at %s resubscribed; resyncing local clients", self._where)
             self.deliver_everywhere(RESYNC)
 
-    def _on_message(self, channel: str, data: str) -> None:
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        # Every worker hears every workshop (one PSUBSCRIBE); only those with someone
+        # of that workshop connected here parse the message.
+        workshop_id = channel.decode(errors="replace").removeprefix(self._prefix)
+        if workshop_id not in self._listeners:
+            return
         try:
             message = json.loads(data)
         except ValueError:
@@ -185,4 +191,4 @@ class RedisHub(Hub):
         if not isinstance(message, dict):
             log.warning("ignoring malformed hub message on %s", channel)
             return
-        self.deliver(channel.removeprefix(self._prefix), message)
+        self.deliver(workshop_id, message)

@@ -7,6 +7,7 @@ channel prefix and client names, so parallel runs on one server never interfere.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -126,6 +127,27 @@ async def test_malformed_messages_are_ignored(hubs: MakeHub, admin: Redis) -> No
     await hub.publish("w1", {"type": "ok"})
 
     await eventually(lambda: got == [{"type": "ok"}], "the valid message")
+
+
+async def test_a_workshop_no_one_here_follows_is_not_parsed(
+    hubs: MakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = await hubs()
+    got: list[Message] = []
+    hub.subscribe("w1", got.append)
+    parsed: list[bytes] = []
+    loads = json.loads
+
+    def counting_loads(data: bytes) -> Any:
+        parsed.append(data)
+        return loads(data)
+
+    monkeypatch.setattr(json, "loads", counting_loads)  # the hub calls json.loads
+    await hub.publish("w2", {"type": "elsewhere"})  # every worker hears it
+    await hub.publish("w1", {"type": "here"})
+
+    await eventually(lambda: got == [{"type": "here"}], "the message for w1")
+    assert parsed == [b'{"type":"here"}']
 
 
 async def test_resync_after_subscriber_connection_is_killed(hubs: MakeHub, admin: Redis) -> None:
