@@ -35,6 +35,10 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, connect_args=SQLITE_CONNECT_ARGS, **kwargs)
         _set_sqlite_pragmas(engine, SQLITE_BUSY_TIMEOUT_MS)
         return engine
+    # PostgreSQL too keeps to its pool (five connections per worker): a burst of joins
+    # waits its turn for a connection instead of opening (and later closing) ten more,
+    # each with its own buffers and statement cache in the worker's memory.
+    kwargs.setdefault("max_overflow", 0)
     engine = create_async_engine(url, pool_pre_ping=True, **kwargs)
     if engine.dialect.driver == "asyncpg":
         engine.sync_engine.dialect.do_ping = _ping_once  # type: ignore[method-assign]
