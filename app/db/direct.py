@@ -24,6 +24,7 @@ SQLite and PostgreSQL).
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from sqlalchemy.engine import Connection, Dialect, Result
 from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
 from sqlalchemy.sql.elements import ClauseElement
 from sqlmodel.sql.expression import SelectOfScalar
+
+from app.db.inline import InlineConnection, is_busy
 
 # Plans kept: the live commands use a few dozen statements; the bound keeps a caller
 # that builds statements per call from growing this without end.
@@ -128,13 +131,21 @@ def _make_plan(statement: Any, params: Mapping[str, Any], dialect: Dialect) -> P
 
 def run(connection: Connection, plan: Plan, params: Mapping[str, Any]) -> Result[Any]:
     """Run a plan on `connection`'s cursor, in its transaction."""
-    cursor = connection.connection.cursor()
     values = plan.values(params)
     # Listeners see it as any statement (tests count statements this way).
-    connection.dispatch.before_cursor_execute(connection, cursor, plan.sql, values, None, False)
+    connection.dispatch.before_cursor_execute(connection, None, plan.sql, values, None, False)
+    raw = _run_inline(connection, plan, values)
+    if raw is None:
+        raw = _run_on_cursor(connection, plan, values)
+    result: Result[Any] = IteratorResult(SimpleResultMetaData(plan.keys), iter(plan.rows(raw)))
+    return result.scalars() if plan.scalars else result  # type: ignore[return-value]
+
+
+def _run_on_cursor(connection: Connection, plan: Plan, values: Sequence[Any]) -> Sequence[Any]:
+    cursor = connection.connection.cursor()
     try:
         cursor.execute(plan.sql, values)
-        raw = cursor.fetchall() if cursor.description is not None else []
+        raw: Sequence[Any] = cursor.fetchall() if cursor.description is not None else []
     except Exception as exc:
         # As SQLAlchemy's own execution does: the driver's error becomes its
         # IntegrityError, OperationalError... and a lost connection is invalidated.
@@ -142,5 +153,30 @@ def run(connection: Connection, plan: Plan, params: Mapping[str, Any]) -> Result
     finally:
         with contextlib.suppress(Exception):  # never in place of the error above
             cursor.close()
-    result: Result[Any] = IteratorResult(SimpleResultMetaData(plan.keys), iter(plan.rows(raw)))
-    return result.scalars() if plan.scalars else result  # type: ignore[return-value]
+    return raw
+
+
+def _run_inline(connection: Connection, plan: Plan, values: Sequence[Any]) -> Sequence[Any] | None:
+    """On a live SQLite connection (`app.db.inline`): straight on its sqlite3 cursor.
+
+    The adapter's cursor would make four calls through aiosqlite for the statement
+    (cursor, execute, fetch, close), each a switch to the loop's greenlet and back,
+    although an inline call completes at once. The same sqlite3 connection runs it
+    here, in the same transaction. None when the connection is another kind, or when
+    SQLite is busy (a write lock held elsewhere): the caller then runs it on the
+    adapter's cursor, which waits for the lock without blocking the loop.
+    """
+    driver = connection.connection.driver_connection
+    if type(driver) is not InlineConnection:
+        return None
+    cursor = driver._conn.cursor()
+    try:
+        cursor.execute(plan.sql, values)
+        raw: Sequence[Any] = cursor.fetchall() if cursor.description is not None else []
+    except Exception as exc:
+        if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+            return None  # nothing was done: run again on the waiting path
+        connection._handle_dbapi_exception(exc, plan.sql, values, None, None)
+    finally:
+        cursor.close()
+    return raw

@@ -41,7 +41,7 @@ _BUSY_DELAY_MAX_S = 0.1
 _RETRIABLE = frozenset({"execute", "executemany", "commit"})
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
+def is_busy(exc: sqlite3.OperationalError) -> bool:
     return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
 
 
@@ -88,7 +88,7 @@ class InlineConnection(aiosqlite.Connection):
         try:
             return fn(*args, **kwargs)
         except sqlite3.OperationalError as exc:
-            if not _is_busy(exc) or getattr(fn, "__name__", "") not in _RETRIABLE:
+            if not is_busy(exc) or getattr(fn, "__name__", "") not in _RETRIABLE:
                 raise
         return await self._retry_busy(fn, *args, **kwargs)
 
@@ -110,7 +110,7 @@ class InlineConnection(aiosqlite.Connection):
             try:
                 return fn(*args, **kwargs)
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
+                if not is_busy(exc):
                     raise
 
 
