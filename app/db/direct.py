@@ -7,7 +7,8 @@ what the database spends on them. A `Plan` does that preparation once per
 statement, dialect and set of parameter names (the SQL text, the order of the
 values, the converters of the columns' types) and then only converts the values,
 runs the text on the cursor of the session's own connection (same transaction) and
-wraps the rows in an ordinary SQLAlchemy result.
+wraps the rows in an ordinary SQLAlchemy result. On the live SQLite engine
+(`app.db.inline`) that cursor is sqlite3's own, not the async adapter's.
 
 Only statements that need nothing more from SQLAlchemy qualify (`plan_for` returns
 None otherwise and the caller executes as usual):
