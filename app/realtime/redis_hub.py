@@ -189,6 +189,6 @@ class RedisHub(Hub):
         except ValueError:
             message = None
         if not isinstance(message, dict):
-            log.warning("ignoring malformed hub message on %s", channel)
+            log.warning("ignoring malformed hub message for workshop %s", workshop_id)
             return
         self.deliver(workshop_id, message)

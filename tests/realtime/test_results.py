@@ -8,6 +8,8 @@ from app.db.engine import make_engine, make_sessionmaker
 from app.db.models import CardVote, Facilitator, Participant, Workshop
 from app.domain.definitions import DEFAULT_DEFINITIONS_DIR, load_definition
 from app.services.live.results import card_results
+from app.services.workshops import new_join_code
+from tests.exports.factory import seed_workshop
 
 DEFINITION = load_definition(DEFAULT_DEFINITIONS_DIR / "dhs-cx-maturity.yaml")
 
@@ -28,21 +30,16 @@ async def test_card_results_count_the_room_without_removed_people(db_url: str) -
             fac = Facilitator(email="results@x.gov", display_name="F", password_hash="x")
             session.add(fac)
             await session.flush()
+            # Another room on the same definition: everyone there voted on every card.
+            await seed_workshop(session, fac.id, DEFINITION, title="Other room")
             workshop = Workshop(
                 facilitator_id=fac.id,
                 title="T",
                 definition_id=DEFINITION.id,
                 definition={},
-                join_code="RESULT",
+                join_code=new_join_code(),
             )
-            other = Workshop(
-                facilitator_id=fac.id,
-                title="Other room",
-                definition_id=DEFINITION.id,
-                definition={},
-                join_code="OTHERS",
-            )
-            session.add_all([workshop, other])
+            session.add(workshop)
             await session.flush()
             for name, votes in ballots.items():
                 removed = datetime.now(UTC) if name == "Dan" else None
@@ -61,19 +58,6 @@ async def test_card_results_count_the_room_without_removed_people(db_url: str) -
                             choice=choice,
                         )
                     )
-            # Another workshop's votes on the same cards are not this room's.
-            elsewhere = Participant(workshop_id=other.id, display_name="Eve", name_key="eve")
-            session.add(elsewhere)
-            await session.flush()
-            session.add(
-                CardVote(
-                    workshop_id=other.id,
-                    participant_id=elsewhere.id,
-                    function_id=function.id,
-                    card_id=one,
-                    choice="dont",
-                )
-            )
             await session.commit()
 
             results = await card_results(session, workshop.id, DEFINITION, function.id)
