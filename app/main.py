@@ -20,6 +20,7 @@ from app.realtime.hub import make_hub
 from app.realtime.rooms import Rooms
 from app.services.errors import ServiceError
 from app.services.live.engine import DefinitionCache, LiveService
+from app.services.live.lane import make_lane
 from app.services.security import TokenCodec
 from app.web import api, errors, exports, live_pages, pages
 from app.web.headers import SecurityHeadersMiddleware
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             DefinitionCache(),
             serialize_writes=settings.is_sqlite,
             command_sessionmaker=make_sessionmaker(live_engine),
+            lane=make_lane(engine, live_engine),
         )
         # That engine leaves checkpoints to this task, which runs them off the loop.
         checkpointer = Checkpointer(engine) if live_engine is not engine else None
@@ -62,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            app.state.live.close()
             await hub.stop()
             if checkpointer is not None:
                 await checkpointer.stop()

@@ -8,7 +8,9 @@ statement, dialect and set of parameter names (the SQL text, the order of the
 values, the converters of the columns' types) and then only converts the values,
 runs the text on the cursor of the session's own connection (same transaction) and
 wraps the rows in an ordinary SQLAlchemy result. On the live SQLite engine
-(`app.db.inline`) that cursor is sqlite3's own, not the async adapter's.
+(`app.db.inline`) that cursor is sqlite3's own, not the async adapter's; on the
+lane (`app.services.live.lane`, `run_on_sqlite`) there is no SQLAlchemy connection
+at all.
 
 Only statements that need nothing more from SQLAlchemy qualify (`plan_for` returns
 None otherwise and the caller executes as usual):
@@ -55,6 +57,7 @@ class Plan:
     results: tuple[Converter, ...]  # each column's converter from the driver's value
     scalars: bool  # a SQLModel select of one column: the result is its values
     converts: bool  # whether any result column has a converter
+    metadata: SimpleResultMetaData  # the result's columns, built once
 
     def values(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         fixed = self.fixed
@@ -118,15 +121,17 @@ def _make_plan(statement: Any, params: Mapping[str, Any], dialect: Dialect) -> P
     processors = compiled._bind_processors
     columns = compiled._result_columns
     results = tuple(column.type._cached_result_processor(dialect, None) for column in columns)
+    keys = tuple(column.keyname for column in columns)
     return Plan(
         sql=compiled.string,
         names=names,
         binds=tuple(processors.get(name) for name in names),
         fixed=fixed,
-        keys=tuple(column.keyname for column in columns),
+        keys=keys,
         results=results,
         scalars=isinstance(statement, SelectOfScalar),
         converts=any(results),
+        metadata=SimpleResultMetaData(keys),
     )
 
 
@@ -138,15 +143,35 @@ def run(connection: Connection, plan: Plan, params: Mapping[str, Any]) -> Result
     raw = _run_inline(connection, plan, values)
     if raw is None:
         raw = _run_on_cursor(connection, plan, values)
-    result: Result[Any] = IteratorResult(SimpleResultMetaData(plan.keys), iter(plan.rows(raw)))
+    return _result(plan, raw)
+
+
+def run_on_sqlite(connection: sqlite3.Connection, plan: Plan, values: Sequence[Any]) -> Result[Any]:
+    """Run a plan with its values (`Plan.values`) on a bare sqlite3 connection
+    (`app.services.live.lane`). The driver's errors are raised as they are."""
+    cursor = connection.cursor()
+    try:
+        raw = _fetch(cursor, plan.sql, values)
+    finally:
+        cursor.close()
+    return _result(plan, raw)
+
+
+def _fetch(cursor: Any, sql: str, values: Sequence[Any]) -> Sequence[Any]:
+    cursor.execute(sql, values)
+    rows: Sequence[Any] = cursor.fetchall() if cursor.description is not None else []
+    return rows
+
+
+def _result(plan: Plan, raw: Sequence[Any]) -> Result[Any]:
+    result: Result[Any] = IteratorResult(plan.metadata, iter(plan.rows(raw)))
     return result.scalars() if plan.scalars else result  # type: ignore[return-value]
 
 
 def _run_on_cursor(connection: Connection, plan: Plan, values: Sequence[Any]) -> Sequence[Any]:
     cursor = connection.connection.cursor()
     try:
-        cursor.execute(plan.sql, values)
-        raw: Sequence[Any] = cursor.fetchall() if cursor.description is not None else []
+        raw = _fetch(cursor, plan.sql, values)
     except Exception as exc:
         # As SQLAlchemy's own execution does: the driver's error becomes its
         # IntegrityError, OperationalError... and a lost connection is invalidated.
@@ -172,8 +197,7 @@ def _run_inline(connection: Connection, plan: Plan, values: Sequence[Any]) -> Se
         return None
     cursor = driver._conn.cursor()
     try:
-        cursor.execute(plan.sql, values)
-        raw: Sequence[Any] = cursor.fetchall() if cursor.description is not None else []
+        raw = _fetch(cursor, plan.sql, values)
     except Exception as exc:
         if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
             return None  # nothing was done: run again on the waiting path

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from sqlalchemy import event, make_url
@@ -74,17 +75,14 @@ def make_live_engine(engine: AsyncEngine) -> AsyncEngine:
     write lock is waited for without blocking the loop). Anywhere else (PostgreSQL,
     an in-memory SQLite that a second engine would not share) `engine` itself.
     """
-    sync = engine.sync_engine
-    if sync.dialect.name != "sqlite" or sync.dialect.driver != "aiosqlite":
+    found = _sqlite_file(engine)
+    if found is None:
         return engine
-    cargs, cparams = sync.dialect.create_connect_args(sync.url)
-    database = str(cargs[0])
-    if database == ":memory:" or "mode=memory" in database:
-        return engine
+    database, cparams = found
     connect = inline_connector(
         database, {**cparams, **SQLITE_CONNECT_ARGS}, busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS
     )
-    live = create_async_engine(sync.url, async_creator=connect)
+    live = create_async_engine(engine.sync_engine.url, async_creator=connect)
     # Its commits never checkpoint: a checkpoint copies pages into the database file
     # and syncs it to disk, which on the loop's thread would hold up every socket for
     # as long as the disk takes. `Checkpointer` does it on the threaded engine instead.
@@ -92,19 +90,54 @@ def make_live_engine(engine: AsyncEngine) -> AsyncEngine:
     return live
 
 
+def _sqlite_file(engine: AsyncEngine) -> tuple[str, dict[str, Any]] | None:
+    """The database file and connect arguments of an aiosqlite engine on a file."""
+    sync = engine.sync_engine
+    if sync.dialect.name != "sqlite" or sync.dialect.driver != "aiosqlite":
+        return None
+    cargs, cparams = sync.dialect.create_connect_args(sync.url)
+    database = str(cargs[0])
+    if database == ":memory:" or "mode=memory" in database:
+        return None
+    return database, dict(cparams)
+
+
+def lane_connector(engine: AsyncEngine) -> Callable[[], sqlite3.Connection] | None:
+    """What opens the live commands' bare sqlite3 connection (`app.services.live.lane`),
+    for the app's main engine `engine`: the file, arguments and PRAGMAs of the live
+    engine (`make_live_engine`), in autocommit mode (the lane says BEGIN and COMMIT
+    itself). None where there is no live engine of its own (PostgreSQL, in-memory)."""
+    found = _sqlite_file(engine)
+    if found is None:
+        return None
+    database, cparams = found
+    args = {**cparams, **SQLITE_CONNECT_ARGS, "timeout": 0, "isolation_level": None}
+
+    def connect() -> sqlite3.Connection:
+        connection: sqlite3.Connection = sqlite3.connect(database, **args)
+        _apply_sqlite_pragmas(connection, 0, autocheckpoint=False)
+        return connection
+
+    return connect
+
+
 def _set_sqlite_pragmas(
     engine: AsyncEngine, busy_timeout_ms: int, *, autocheckpoint: bool = True
 ) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        if not autocheckpoint:
-            cur.execute("PRAGMA wal_autocheckpoint=0")
-        cur.close()
+        _apply_sqlite_pragmas(dbapi_conn, busy_timeout_ms, autocheckpoint=autocheckpoint)
+
+
+def _apply_sqlite_pragmas(dbapi_conn: Any, busy_timeout_ms: int, *, autocheckpoint: bool) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    if not autocheckpoint:
+        cur.execute("PRAGMA wal_autocheckpoint=0")
+    cur.close()
 
 
 class Checkpointer:

@@ -31,6 +31,7 @@ from app.realtime.hub import Hub
 from app.services.live import facilitation as fac
 from app.services.live import participation as part
 from app.services.live.context import Actor, Ctx, Rejected, utcnow
+from app.services.live.lane import Lane, NeedsOrm
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,12 @@ HANDLERS: dict[str, Handler] = {
     "dot.add": part.add_dot,
     "dot.remove": part.remove_dot,
 }
+
+
+# Participants' commands whose statements are all plans (`app.db.direct`): on SQLite
+# they run on the lane (`app.services.live.lane`); tests/realtime/test_lane.py keeps
+# this list true.
+LANE_COMMANDS = frozenset({"card.vote", "note.create", "note.move", "dot.add", "dot.remove"})
 
 
 # The workshop's columns that participants' commands read (`Ctx.workshop` is a plain
@@ -291,6 +298,7 @@ class LiveService:
         *,
         serialize_writes: bool = False,
         command_sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+        lane: Lane | None = None,
     ) -> None:
         # `sessionmaker` is for reads of any length (the sockets' snapshots and
         # catch-ups); the commands' own short transactions use `command_sessionmaker`,
@@ -312,6 +320,13 @@ class LiveService:
         # database's lock manager).
         self._write_turn: asyncio.Lock | None = asyncio.Lock() if serialize_writes else None
         self._workshop_turns = KeyedLocks()
+        # On a SQLite file: participants' commands on a bare connection (see lane.py).
+        # It relies on the write turn: one command at a time on it.
+        self._lane = lane if self._write_turn is not None else None
+
+    def close(self) -> None:
+        if self._lane is not None:
+            self._lane.close()
 
     async def handle(self, actor: Actor, command: Any) -> Outcome:
         """Execute a command; raises Rejected with a message for the sender."""
@@ -343,8 +358,10 @@ class LiveService:
     async def _write(self, actor: Actor, command: Any, handler: Handler) -> Outcome:
         type_ = command.type
         try:
-            # The whole transaction in one greenlet: see AtOnceSession.
-            ctx = await greenlet_spawn(self._transaction, actor, command, handler)
+            ctx = self._on_lane(actor, command, handler)
+            if ctx is None:
+                # The whole transaction in one greenlet: see AtOnceSession.
+                ctx = await greenlet_spawn(self._transaction, actor, command, handler)
         except IntegrityError as exc:
             # Two people acted on the same row at once (a deleted note, a double vote):
             # nothing was written; the sender can simply retry.
@@ -360,6 +377,48 @@ class LiveService:
         last = ctx.events[-1]["seq"] if ctx.events else None
         return Outcome(events=ctx.events, result=ctx.result, seq=last)
 
+    def _on_lane(self, actor: Actor, command: Any, handler: Handler) -> Ctx | None:
+        """Check, write and commit on the lane (see lane.py); None: use the usual path,
+        nothing was written."""
+        lane = self._lane
+        type_ = command.type
+        if (
+            lane is None
+            or actor.is_facilitator  # the facilitator's context is an ORM object
+            or type_ not in LANE_COMMANDS
+            or type_ in lane.orm_types
+        ):
+            return None
+        session = lane.begin()
+        if session is None:
+            return None  # the write lock is held elsewhere: the usual path waits for it
+        try:
+            ctx = self._commit_body(cast(AsyncSession, session), actor, command, handler)
+        except NeedsOrm:
+            # Not all plans after all (a handler changed): the usual path, from now on.
+            log.warning("%s needs the ORM: not run on the lane", type_)
+            lane.rollback()
+            lane.orm_types.add(type_)
+            return None
+        except BaseException:
+            lane.rollback()
+            raise
+        lane.commit()
+        return ctx
+
+    def _commit_body(
+        self, session: AsyncSession, actor: Actor, command: Any, handler: Handler
+    ) -> Ctx:
+        """A command's statements, inside its transaction: context, handler, and the
+        seq given back if it emitted nothing."""
+        ctx = run_at_once(self._context(session, actor, command))
+        run_at_once(handler(ctx, command))
+        if ctx.reserved_seq is not None:
+            # No event after all: give the number back, the log has no holes.
+            params = {"ctx_wid": actor.workshop_id, "ctx_seq": ctx.reserved_seq - 1}
+            run_at_once(session.exec(_GIVE_BACK_SEQ, params=params))
+        return ctx
+
     def _transaction(self, actor: Actor, command: Any, handler: Handler) -> Ctx:
         """Check, write and commit one command (inside a greenlet, see `_write`)."""
         with self._command_engine.connect() as connection:
@@ -367,12 +426,7 @@ class LiveService:
             session = cast(AsyncSession, at_once)
             try:
                 with connection.begin():  # commits at the end, rolls back on a raise
-                    ctx = run_at_once(self._context(session, actor, command))
-                    run_at_once(handler(ctx, command))
-                    if ctx.reserved_seq is not None:
-                        # No event after all: give the number back, the log has no holes.
-                        params = {"ctx_wid": actor.workshop_id, "ctx_seq": ctx.reserved_seq - 1}
-                        run_at_once(session.exec(_GIVE_BACK_SEQ, params=params))
+                    ctx = self._commit_body(session, actor, command, handler)
                     if isinstance(ctx.workshop, Workshop):
                         at_once.sync.add(ctx.workshop)  # a facilitator's changes to it
                     at_once.flush_pending()
