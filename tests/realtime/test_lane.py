@@ -49,11 +49,17 @@ def _stored(server: Server, workshop: Workshop) -> tuple[int, list[int]]:
     return int(seq), [int(r[0]) for r in rows]
 
 
-async def _board(workshop: Workshop) -> tuple[Client, Client, str]:
-    """A started workshop on its reflection board, with one note of Ann's."""
+async def _started(workshop: Workshop) -> tuple[Client, Client]:
+    """The facilitator and Ann in a started workshop."""
     fac = await workshop.facilitator()
     _pid, ann = await workshop.participant("Ann")
     await fac.do("workshop.start")
+    return fac, ann
+
+
+async def _board(workshop: Workshop) -> tuple[Client, Client, str]:
+    """A started workshop on its reflection board, with one note of Ann's."""
+    fac, ann = await _started(workshop)
     await fac.do("phase.goto", index=3)
     await fac.do("phase.next")
     reply = await ann.do("note.create", area="how", text="Weekly review")
@@ -64,9 +70,7 @@ async def test_participants_frequent_commands_run_on_the_lane(
     server: Server, workshop: Workshop
 ) -> None:
     lane = _lane(server)
-    fac = await workshop.facilitator()
-    _pid, ann = await workshop.participant("Ann")
-    await fac.do("workshop.start")
+    fac, ann = await _started(workshop)
     before = lane.commits
     await ann.do("card.vote", card_id=CARD, choice="do")
     assert lane.commits == before + 1
@@ -91,14 +95,13 @@ async def test_a_refused_command_on_the_lane_leaves_nothing(
     server: Server, workshop: Workshop
 ) -> None:
     lane = _lane(server)
-    fac = await workshop.facilitator()
-    _pid, ann = await workshop.participant("Ann")
-    await fac.do("workshop.start")
+    _fac, ann = await _started(workshop)
     before = _stored(server, workshop)
     error = await ann.refused("card.vote", card_id="no-such-card", choice="do")
     assert error["code"] == "unknown_card"
     assert _stored(server, workshop) == before  # its number given back, no event
-    assert not lane._connection or not lane._connection.in_transaction
+    assert lane._connection is not None  # it ran on the lane
+    assert not lane._connection.in_transaction
     await ann.do("card.vote", card_id=CARD, choice="do")
     seq, events = _stored(server, workshop)
     assert seq == before[0] + 1 and events[-1] == seq
@@ -108,9 +111,7 @@ async def test_a_write_lock_held_elsewhere_is_waited_for_on_the_usual_path(
     server: Server, workshop: Workshop
 ) -> None:
     lane = _lane(server)
-    fac = await workshop.facilitator()
-    _pid, ann = await workshop.participant("Ann")
-    await fac.do("workshop.start")
+    _fac, ann = await _started(workshop)
     before = lane.commits
     other = sqlite3.connect(_database(server), isolation_level=None)
     try:
