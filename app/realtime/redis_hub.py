@@ -144,7 +144,7 @@ class RedisHub(Hub):
                 )
             finally:
                 self.subscribed = False
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
                 await client.aclose()
             self._settled.set()
             await asyncio.sleep(delay)
