@@ -37,7 +37,17 @@ from app.services.facilitators import create_facilitator
 from app.services.live.context import Actor
 from app.services.live.engine import LiveService
 
-KINDS = ("card.vote", "level.vote", "note.create", "note.move", "dot.add", "dot.remove")
+KINDS = (
+    "card.vote",
+    "level.vote",
+    "note.create",
+    "note.move",
+    "dot.add",
+    "dot.remove",
+    "timer.start",
+    "timer.pause",
+    "phase.goto",
+)
 PARTICIPANTS = 20
 DEFINITION = "dhs-cx-maturity"
 PASSWORD = "bench password 123"  # noqa: S105 - a throwaway database
@@ -110,6 +120,8 @@ async def _room(app: FastAPI, http: httpx.AsyncClient) -> Room:
 
 
 Commands = list[tuple[str, Actor, dict[str, Any]]]
+# Kinds timed together with the one they undo.
+_PAIRED = {"dot.remove": "dot.add", "timer.pause": "timer.start"}
 
 
 async def _commands(room: Room, kind: str, n: int) -> Commands:
@@ -164,6 +176,24 @@ async def _commands(room: Room, kind: str, n: int) -> Commands:
             )
             for i in range(n)
         ]
+    if kind == "timer.start":
+        # The facilitator starts the timer, then pauses it.
+        await room.goto(PhaseKind.REFLECT)
+        commands: Commands = []
+        for i in range(n):
+            start = {"type": "timer.start", "cid": f"s{i}", "seconds": 300}
+            commands.append(("timer.start", room.facilitator, start))
+            commands.append(
+                ("timer.pause", room.facilitator, {"type": "timer.pause", "cid": f"p{i}"})
+            )
+        return commands
+    if kind == "phase.goto":
+        # The facilitator moves the room between a sort and a reflect phase.
+        ends = [room.phase(PhaseKind.SORT)[0], room.phase(PhaseKind.REFLECT)[0]]
+        return [
+            (kind, room.facilitator, {"type": kind, "cid": f"g{i}", "index": ends[i % 2]})
+            for i in range(n)
+        ]
     # Dots: every participant adds a dot, then takes it back (within any budget).
     _index, prioritise = room.phase(PhaseKind.PRIORITISE)
     reflect = next(
@@ -181,7 +211,7 @@ async def _commands(room: Room, kind: str, n: int) -> Commands:
     )
     note_id = note["note"]["id"]
     await room.goto(PhaseKind.PRIORITISE)
-    commands: Commands = []
+    commands = []
     for i in range(n):
         actor = actors[i % len(actors)]
         commands.append(("dot.add", actor, {"type": "dot.add", "cid": f"a{i}", "note_id": note_id}))
@@ -232,8 +262,8 @@ async def run(
             httpx.AsyncClient(transport=transport, base_url="http://testserver") as http,
         ):
             for kind in kinds:
-                if kind == "dot.remove" and "dot.add" in kinds:
-                    continue  # timed with dot.add
+                if _PAIRED.get(kind) in kinds:
+                    continue  # timed with the command it undoes
                 room = await _room(app, http)
                 commands = await _commands(room, kind, n)
                 await _time(room, commands, timings, gap)

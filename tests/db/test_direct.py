@@ -21,6 +21,7 @@ from app.db.engine import make_engine, make_live_engine, make_sessionmaker
 from app.db.models import Event, Facilitator, Workshop, table_of
 from app.services.events import _INSERT_EVENT
 from app.services.live.engine import _CONTEXT
+from app.services.live.workshop_row import WorkshopRow, save_params, save_statement
 
 _WORKSHOP = table_of(Workshop)
 _SEQ_OF = select(_WORKSHOP.c.seq).where(_WORKSHOP.c.id == bindparam("wid"))
@@ -107,12 +108,37 @@ async def _read_and_write_both_ways(engine: AsyncEngine, wid: str) -> None:
                 col(Event.workshop_id) == wid
             )
             assert [tuple(r) for r in sync.execute(stored)] == [(event["payload"], at, None)]
+            _facilitators_row_both_ways(sync, wid, at)
             # A driver's error comes out as SQLAlchemy's, as from its own execution
             # (the engine turns IntegrityError into a "conflict" for the sender).
             with pytest.raises(IntegrityError):
                 direct.run(sync, plan, event)  # the same (workshop, seq) again
 
         await conn.run_sync(check)
+
+
+def _facilitators_row_both_ways(sync: Connection, wid: str, at: datetime) -> None:
+    """The facilitator's context and the save of its changes (workshop_row.py)."""
+    params = {"ctx_wid": wid, "ctx_pid": None}
+    planned, usual = _both(sync, _CONTEXT[False, True], params)
+    assert planned == usual and len(planned) == 1
+    row = WorkshopRow(planned[0])
+    assert (getattr(row, "seq"), getattr(row, "revealed")) == (2, ["cards:a"])  # noqa: B009
+    getattr(row, "revealed").append("cards:b")  # noqa: B009 - changed in place
+    setattr(row, "timer_ends_at", at)  # noqa: B010
+    setattr(row, "phase_budgets", {"p": 2})  # noqa: B010 - an equal value: no change
+    changes = row.changes()
+    assert changes == {"revealed": ["cards:a", "cards:b"], "timer_ends_at": at}
+    values = save_params(row, changes)
+    plan = direct.plan_for(save_statement(tuple(changes)), values, sync.dialect)
+    assert plan is not None
+    direct.run(sync, plan, values)
+    stored = select(_WORKSHOP.c.revealed, _WORKSHOP.c.timer_ends_at, _WORKSHOP.c.phase_budgets)
+    assert tuple(sync.execute(stored.where(_WORKSHOP.c.id == wid)).one()) == (
+        ["cards:a", "cards:b"],
+        at,
+        {"p": 2},
+    )
 
 
 async def test_statements_that_need_sqlalchemy_get_no_plan(db_url: str) -> None:

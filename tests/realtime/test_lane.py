@@ -9,6 +9,7 @@ SQLite now runs these commands on the lane; here: that they do, and the fallback
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from datetime import UTC, datetime
 from typing import Any
@@ -74,21 +75,59 @@ async def test_participants_frequent_commands_run_on_the_lane(
     before = lane.commits
     await ann.do("card.vote", card_id=CARD, choice="do")
     assert lane.commits == before + 1
-    await fac.do("phase.goto", index=3)
-    await fac.do("phase.next")
-    assert lane.commits == before + 1  # the facilitator's commands go the usual way
+    await fac.do("phase.goto", index=3)  # a level vote: its round is an ORM row
+    assert lane.commits == before + 1
+    await fac.do("phase.next")  # the facilitator's, on the lane
     reply = await ann.do("note.create", area="how", text="Weekly review")
     note_id = reply["result"]["note_id"]
     await ann.do("note.move", note_id=note_id, x=0.4, y=0.6)
     await ann.do("note.edit", note_id=note_id, text="Weekly review, in writing")  # usual way
+    assert lane.commits == before + 4
     await fac.do("phase.next")
     await ann.do("dot.add", note_id=note_id)
     await ann.do("dot.remove", note_id=note_id)
-    assert lane.commits == before + 5
+    assert lane.commits == before + 7
     assert lane.orm_types == set()
     assert {"card.vote", "note.create", "note.move", "dot.add", "dot.remove"} == LANE_COMMANDS
     seq, events = _stored(server, workshop)
     assert events == list(range(1, seq + 1))  # every number used once, none lost
+
+
+def _workshop_row(server: Server, workshop: Workshop) -> dict[str, Any]:
+    with sqlite3.connect(_database(server)) as db:
+        db.row_factory = sqlite3.Row
+        row = db.execute("SELECT * FROM workshop WHERE id = ?", (workshop.id,)).fetchone()
+    return dict(row)
+
+
+async def test_the_facilitators_commands_save_the_workshop_row_on_the_lane(
+    server: Server, workshop: Workshop
+) -> None:
+    lane = _lane(server)
+    fac = await workshop.facilitator()
+    before = lane.commits
+    await fac.do("workshop.start")
+    await fac.do("timer.start", seconds=120)
+    await fac.do("input.lock")
+    await fac.do("votes.reveal")  # cards, counted by one plan
+    assert lane.commits == before + 4
+    row = _workshop_row(server, workshop)
+    assert (row["state"], row["current_phase"], row["input_locked"]) == ("running", 1, 1)
+    assert row["started_at"] is not None and row["timer_ends_at"] is not None
+    assert json.loads(row["revealed"]) == ["cards:measurement"]
+    # A level vote's round is an ORM row: these go the usual way, each time, and
+    # the next command that is all plans is on the lane again.
+    await fac.do("phase.goto", index=3)
+    await fac.do("votes.reveal")
+    assert lane.commits == before + 4
+    await fac.do("phase.next")
+    assert lane.commits == before + 5
+    assert lane.orm_types == set()
+    row = _workshop_row(server, workshop)
+    assert row["current_phase"] == 4 and row["timer_ends_at"] is None
+    assert json.loads(row["revealed"]) == ["cards:measurement", "level:measurement:1"]
+    seq, events = _stored(server, workshop)
+    assert seq == row["seq"] and events == list(range(1, seq + 1))
 
 
 async def test_a_refused_command_on_the_lane_leaves_nothing(

@@ -13,12 +13,11 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import bindparam, column, true, update
+from sqlalchemy import bindparam, true, update
 from sqlalchemy import select as core_select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlalchemy.orm import defer
 from sqlalchemy.util import greenlet_spawn
 from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -32,6 +31,7 @@ from app.services.live import facilitation as fac
 from app.services.live import participation as part
 from app.services.live.context import Actor, Ctx, Rejected, utcnow
 from app.services.live.lane import Lane, NeedsOrm
+from app.services.live.workshop_row import COLUMNS, WorkshopRow, save_params, save_statement
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,30 @@ HANDLERS: dict[str, Handler] = {
 # they run on the lane (`app.services.live.lane`); tests/realtime/test_lane.py keeps
 # this list true.
 LANE_COMMANDS = frozenset({"card.vote", "note.create", "note.move", "dot.add", "dot.remove"})
+# Facilitator commands whose statements are plans in the usual case (the workshop is a
+# `WorkshopRow`, saved with a plan): tried on the lane every time. When one needs the
+# ORM after all (entering or revealing a level vote loads its round, a spotlight on a
+# note loads the note), it is rolled back and runs the usual way, and is not
+# remembered as needing the ORM: the next one may well not.
+LANE_TRIES = frozenset(
+    {
+        "workshop.start",
+        "phase.next",
+        "phase.previous",
+        "phase.goto",
+        "timer.start",
+        "timer.pause",
+        "timer.extend",
+        "input.lock",
+        "input.unlock",
+        "votes.reveal",
+        "votes.hide",
+        "anonymity.set",
+        "spotlight.set",
+        "dots.set_budget",
+        "workshop.end",
+    }
+)
 
 
 # The workshop's columns that participants' commands read (`Ctx.workshop` is a plain
@@ -97,11 +121,10 @@ PARTICIPANT_READS = (
 def _context_statements() -> dict[tuple[bool, bool], Any]:
     """`_context`'s statement, by (write, facilitator): built once, values bound per call.
 
-    The write form is a Core `UPDATE ... RETURNING` loaded as an ORM `Workshop` (so
-    the handlers' changes to it are flushed at commit), without the ORM-enabled
-    UPDATE's bookkeeping. Neither reads the definition snapshot (about 12 KB of JSON
-    that never changes, decoded on every load): `LiveService._definition` takes it
-    from the `DefinitionCache`, and reads it only when the cache lacks it.
+    The write form is `UPDATE ... RETURNING`. Neither reads the definition snapshot
+    (about 12 KB of JSON that never changes, decoded on every load):
+    `LiveService.definition` takes it from the `DefinitionCache`, and reads it only
+    when the cache lacks it. All four are Core statements, run as plans.
     """
     workshop = table_of(Workshop)
     participant = table_of(Participant)
@@ -118,26 +141,15 @@ def _context_statements() -> dict[tuple[bool, bool], Any]:
         True: true().label("active"),
     }
     statements: dict[tuple[bool, bool], Any] = {}
-    everything = [c for c in workshop.c if c.name != "definition"]
     for facilitator, active in standing.items():
+        # Facilitator commands change the workshop row: every column, loaded as a
+        # `WorkshopRow` and saved by its changes. Participants' commands only read
+        # it: a plain row of the columns they use.
+        names = COLUMNS if facilitator else PARTICIPANT_READS
+        read = [workshop.c[name] for name in names]
         bump = update(workshop).where(workshop.c.id == wid).values(seq=workshop.c.seq + 1)
-        if facilitator:
-            # Facilitator commands change the workshop row: an ORM object, flushed at
-            # commit.
-            statements[True, True] = select(Workshop, column("active")).from_statement(
-                bump.returning(*everything, active)
-            )
-            statements[False, True] = (
-                select(Workshop, active)
-                .options(defer(Workshop.definition))  # type: ignore[arg-type]
-                .where(col(Workshop.id) == wid)
-            )
-        else:
-            # Participants' commands only read it: a plain row of the columns they
-            # use (loading an ORM object was a third of such a command).
-            read = [workshop.c[name] for name in PARTICIPANT_READS]
-            statements[True, False] = bump.returning(*read, active)
-            statements[False, False] = core_select(*read, active).where(workshop.c.id == wid)
+        statements[True, facilitator] = bump.returning(*read, active)
+        statements[False, facilitator] = core_select(*read, active).where(workshop.c.id == wid)
     return statements
 
 
@@ -382,12 +394,10 @@ class LiveService:
         nothing was written."""
         lane = self._lane
         type_ = command.type
-        if (
-            lane is None
-            or actor.is_facilitator  # the facilitator's context is an ORM object
-            or type_ not in LANE_COMMANDS
-            or type_ in lane.orm_types
-        ):
+        if lane is None:
+            return None
+        tried = type_ in LANE_TRIES
+        if not tried and (type_ not in LANE_COMMANDS or type_ in lane.orm_types):
             return None
         session = lane.begin()
         if session is None:
@@ -395,10 +405,11 @@ class LiveService:
         try:
             ctx = self._commit_body(cast(AsyncSession, session), actor, command, handler)
         except NeedsOrm:
-            # Not all plans after all (a handler changed): the usual path, from now on.
-            log.warning("%s needs the ORM: not run on the lane", type_)
             lane.rollback()
-            lane.orm_types.add(type_)
+            if not tried:
+                # Not all plans after all (a handler changed): the usual path, from now on.
+                log.warning("%s needs the ORM: not run on the lane", type_)
+                lane.orm_types.add(type_)
             return None
         except BaseException:
             lane.rollback()
@@ -417,6 +428,11 @@ class LiveService:
             # No event after all: give the number back, the log has no holes.
             params = {"ctx_wid": actor.workshop_id, "ctx_seq": ctx.reserved_seq - 1}
             run_at_once(session.exec(_GIVE_BACK_SEQ, params=params))
+        workshop = ctx.workshop
+        if isinstance(workshop, WorkshopRow) and (changes := workshop.changes()):
+            # A facilitator's changes to the workshop: one UPDATE of those columns.
+            save = save_statement(tuple(changes))
+            run_at_once(session.exec(save, params=save_params(workshop, changes)))
         return ctx
 
     def _transaction(self, actor: Actor, command: Any, handler: Handler) -> Ctx:
@@ -427,8 +443,6 @@ class LiveService:
             try:
                 with connection.begin():  # commits at the end, rolls back on a raise
                     ctx = self._commit_body(session, actor, command, handler)
-                    if isinstance(ctx.workshop, Workshop):
-                        at_once.sync.add(ctx.workshop)  # a facilitator's changes to it
                     at_once.flush_pending()
             finally:
                 at_once.close()
@@ -459,7 +473,7 @@ class LiveService:
             raise Rejected("not_found", "this workshop no longer exists")
         workshop: Workshop
         if actor.is_facilitator:
-            workshop = row[0]
+            workshop = cast(Workshop, WorkshopRow(row))  # saved by `_commit_body`
         else:
             # A read-only row with the workshop's columns (participants' handlers only
             # read ctx.workshop; `_write` gives an unused number back with _GIVE_BACK_SEQ).

@@ -13,6 +13,25 @@ from app.db.models import CardVote, LevelRound, LevelVote, Participant, table_of
 from app.domain.definitions import Definition
 from app.domain.scoring import CardTally, is_practised, voted_level
 
+_CARD_VOTE = table_of(CardVote)
+_LEVEL_VOTE = table_of(LevelVote)
+_PARTICIPANT = table_of(Participant)
+
+# Votes per card and choice, of participants still in the workshop: counted by the
+# database (a reveal in a room of 25 that sorted 40 cards would otherwise load a
+# thousand vote rows as objects). Core columns: a plan (app.db.direct), as the other
+# statements of a reveal.
+_CARD_COUNTS = (
+    select(_CARD_VOTE.c.card_id, _CARD_VOTE.c.choice, func.count())
+    .join(_PARTICIPANT, _PARTICIPANT.c.id == _CARD_VOTE.c.participant_id)
+    .where(
+        _CARD_VOTE.c.workshop_id == bindparam("workshop_id"),
+        _CARD_VOTE.c.function_id == bindparam("function_id"),
+        _PARTICIPANT.c.removed_at.is_(None),
+    )
+    .group_by(_CARD_VOTE.c.card_id, _CARD_VOTE.c.choice)
+)
+
 
 async def _active_ids(session: AsyncSession, workshop_id: str) -> set[str]:
     rows = await session.exec(
@@ -22,21 +41,6 @@ async def _active_ids(session: AsyncSession, workshop_id: str) -> set[str]:
         )
     )
     return set(rows.all())
-
-
-# Votes per card and choice, of participants still in the workshop: counted by the
-# database (a reveal in a room of 25 that sorted 40 cards would otherwise load a
-# thousand vote rows as objects).
-_CARD_COUNTS = (
-    select(col(CardVote.card_id), col(CardVote.choice), func.count())
-    .join(Participant, col(Participant.id) == col(CardVote.participant_id))
-    .where(
-        col(CardVote.workshop_id) == bindparam("workshop_id"),
-        col(CardVote.function_id) == bindparam("function_id"),
-        col(Participant.removed_at).is_(None),
-    )
-    .group_by(col(CardVote.card_id), col(CardVote.choice))
-)
 
 
 async def card_results(
@@ -126,9 +130,6 @@ async def level_results(
 
 
 # Voter counts for the vote commands: built once, values bound per call.
-_CARD_VOTE = table_of(CardVote)
-_LEVEL_VOTE = table_of(LevelVote)
-_PARTICIPANT = table_of(Participant)
 _VOTERS_ON_CARD = (
     select(func.count())
     .select_from(_CARD_VOTE)
