@@ -42,6 +42,7 @@ KINDS = (
     "level.vote",
     "note.create",
     "note.move",
+    "note.drag",
     "dot.add",
     "dot.remove",
     "timer.start",
@@ -152,7 +153,7 @@ async def _commands(room: Room, kind: str, n: int) -> Commands:
             (kind, actors[i % len(actors)], {"type": kind, "cid": f"c{i}", "level": i % levels})
             for i in range(n)
         ]
-    if kind in ("note.create", "note.move"):
+    if kind in ("note.create", "note.move", "note.drag"):
         await room.goto(PhaseKind.REFLECT)
         area = definition.board.areas[0].id
         if kind == "note.create":

@@ -19,8 +19,10 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import IntegrityError
 
 from app.db.models import Event
+from app.realtime.messages import parse_command
 from app.services.events import _INSERT_EVENT
-from app.services.live.engine import HANDLERS, LANE_COMMANDS, Handler
+from app.services.live.context import Actor, Rejected
+from app.services.live.engine import HANDLERS, LANE_COMMANDS, Handler, LiveService
 from app.services.live.lane import Lane, LaneSession, NeedsOrm
 from app.services.live.participation import _NOTE_TO_MOVE
 from tests.realtime.conftest import Client, Server, Workshop
@@ -166,6 +168,37 @@ async def test_a_write_lock_held_elsewhere_is_waited_for_on_the_usual_path(
     assert lane.commits == before  # not on the lane: BEGIN IMMEDIATE found it busy
     seq, events = _stored(server, workshop)
     assert events == list(range(1, seq + 1))
+
+
+async def test_drag_previews_are_checked_on_the_lane_without_the_write_lock(
+    server: Server, workshop: Workshop
+) -> None:
+    lane = _lane(server)
+    live: LiveService = server.app.state.live
+    fac = await workshop.facilitator()
+    pid, ann = await workshop.participant("Ann")
+    await fac.do("workshop.start")
+    await fac.do("phase.goto", index=4)  # a reflection board
+    reply = await ann.do("note.create", area="how", text="Weekly review")
+    note_id = reply["result"]["note_id"]
+    commits, reads = lane.commits, lane.reads
+    actor = Actor("participant", workshop.id, participant_id=pid)
+    other = sqlite3.connect(_database(server), isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # a writer elsewhere: a read needs no lock
+        # Straight to the engine: the socket's gate admits most drags without it.
+        drag = {"type": "note.drag", "cid": "d1", "note_id": note_id, "x": 0.3, "y": 0.3}
+        outcome = await live.handle(actor, parse_command(drag))
+        with pytest.raises(Rejected) as refused:
+            await live.handle(actor, parse_command({**drag, "note_id": "no-such-note"}))
+    finally:
+        other.close()
+    assert outcome.events == [] and refused.value.code == "unknown_note"
+    assert (lane.commits, lane.reads) == (commits, reads + 2)
+    assert lane._connection is not None and not lane._connection.in_transaction
+    assert lane.orm_types == set()
+    seen = await ann.until(lambda msg: msg.get("type") == "note.dragging")
+    assert (seen["note_id"], seen["x"], seen["cid"]) == (note_id, 0.3, "d1")
 
 
 async def test_a_handler_that_needs_the_orm_is_rolled_back_and_run_the_usual_way(

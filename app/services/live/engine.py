@@ -357,15 +357,42 @@ class LiveService:
     async def _drag(self, actor: Actor, command: m.DragNote) -> Outcome:
         """A drag preview is checked and published, never written."""
         try:
-            async with self.command_sessionmaker() as session:
-                ctx = await self._context(session, actor, command, write=False)
-                await HANDLERS["note.drag"](ctx, command)
-                seq = ctx.workshop.seq  # read before the rollback expires the row
-                await session.rollback()
+            seq = self._drag_on_lane(actor, command)
+            if seq is None:
+                async with self.command_sessionmaker() as session:
+                    ctx = await self._context(session, actor, command, write=False)
+                    await HANDLERS["note.drag"](ctx, command)
+                    seq = ctx.workshop.seq
+                    await session.rollback()
         except (OperationalError, DBAPIError, OSError) as exc:
             raise Rejected("try_again", "the server could not check that; try again") from exc
         await self.publish_drag(actor, command, seq)
         return Outcome(events=[], result={}, seq=None)
+
+    def _drag_on_lane(self, actor: Actor, command: m.DragNote) -> int | None:
+        """A drag preview's checks on the lane, read only; None: use the usual path.
+
+        A drag takes no write turn, but the lane is never inside a command's
+        transaction here: each runs whole without handing back to the loop.
+        """
+        lane = self._lane
+        if lane is None or command.type in lane.orm_types:
+            return None
+        session = lane.begin(write=False)
+        if session is None:
+            return None
+        try:
+            ctx = run_at_once(
+                self._context(cast(AsyncSession, session), actor, command, write=False)
+            )
+            run_at_once(HANDLERS["note.drag"](ctx, command))
+            return ctx.workshop.seq
+        except NeedsOrm:
+            log.warning("%s needs the ORM: not checked on the lane", command.type)
+            lane.orm_types.add(command.type)
+            return None
+        finally:
+            lane.rollback()
 
     async def _write(self, actor: Actor, command: Any, handler: Handler) -> Outcome:
         type_ = command.type

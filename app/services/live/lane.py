@@ -109,18 +109,26 @@ class Lane:
         self._connection: sqlite3.Connection | None = None
         self.orm_types: set[str] = set()  # command types that needed the usual path
         self.commits = 0
+        self.reads = 0
 
-    def begin(self) -> LaneSession | None:
-        """Start a write transaction; None when the write lock is held elsewhere."""
+    def begin(self, *, write: bool = True) -> LaneSession | None:
+        """Start a transaction; None when the write lock is held elsewhere.
+
+        `write=False`: a read-only check (a drag preview), which takes no lock and is
+        rolled back; `reads` counts them.
+        """
         if self._connection is None:
             self._connection = self._connect()
+        statement = "BEGIN IMMEDIATE" if write else "BEGIN"
         try:
-            self._connection.execute("BEGIN IMMEDIATE")
+            self._connection.execute(statement)
         except sqlite3.OperationalError as exc:
             if is_busy(exc):
                 return None
             self.close()
-            _raise_as_sqlalchemy(exc, "BEGIN IMMEDIATE", ())
+            _raise_as_sqlalchemy(exc, statement, ())
+        if not write:
+            self.reads += 1
         return LaneSession(self._connection, self._dialect, self._dispatch)
 
     def commit(self) -> None:

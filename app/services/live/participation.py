@@ -256,12 +256,18 @@ async def edit_note(ctx: Ctx, cmd: m.EditNote) -> None:
     await ctx.emit("note.edited", {"note_id": note.id, "text": note.text})
 
 
-async def move_note(ctx: Ctx, cmd: m.MoveNote) -> None:
-    _board_phase(ctx, "moving notes")
-    found = (await ctx.session.exec(_NOTE_TO_MOVE, params={"note_id": cmd.note_id})).first()
+async def _area_of_note(ctx: Ctx, note_id: str) -> str:
+    """The area of a note of this workshop that anyone may move (one plan)."""
+    found = (await ctx.session.exec(_NOTE_TO_MOVE, params={"note_id": note_id})).first()
     if found is None or found[0] != ctx.workshop.id:
         raise Rejected("unknown_note", "there is no such note (it may have been deleted)")
     area: str = found[1]
+    return area
+
+
+async def move_note(ctx: Ctx, cmd: m.MoveNote) -> None:
+    _board_phase(ctx, "moving notes")
+    area = await _area_of_note(ctx, cmd.note_id)
     params: dict[str, Any] = {
         "note_id": cmd.note_id,
         "new_x": cmd.x,
@@ -281,7 +287,7 @@ async def move_note(ctx: Ctx, cmd: m.MoveNote) -> None:
 async def drag_check(ctx: Ctx, cmd: m.DragNote) -> None:
     """Checks for a drag preview; nothing is written and no event is stored."""
     _board_phase(ctx, "moving notes")
-    await _note(ctx, cmd.note_id, own=False, what="move")
+    await _area_of_note(ctx, cmd.note_id)
 
 
 async def recolour_note(ctx: Ctx, cmd: m.RecolourNote) -> None:
