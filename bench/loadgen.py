@@ -387,7 +387,7 @@ class Generator:
 
     async def facilitate(self, room: Room, command: dict[str, Any]) -> None:
         assert room.fac is not None
-        reply = await room.fac.do("fac", command)
+        reply = await room.fac.do(f"fac.{command['type']}", command)
         if reply["type"] != "ack":
             REC.errors[f"fac:{command['type']}:{reply.get('code')}"] += 1
 
