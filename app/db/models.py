@@ -114,6 +114,9 @@ class CardVote(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("workshop_id", "participant_id", "card_id"),
         CheckConstraint("choice IN ('do', 'dont', 'unsure')", name="choice"),
+        # A vote counts the card's voters (`voters_on_card`): found by card, not by
+        # scanning every vote of the workshop.
+        Index("ix_cardvote_workshop_id_card_id", "workshop_id", "card_id", "participant_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -170,6 +173,12 @@ class NoteGroup(SQLModel, table=True):
 
 
 class Note(SQLModel, table=True):
+    # A new note counts the notes in its area for a free spot (`_free_spot`): from the
+    # index alone, not by reading every note of the workshop.
+    __table_args__ = (
+        Index("ix_note_workshop_id_function_id_area", "workshop_id", "function_id", "area"),
+    )
+
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     workshop_id: str = _fk("workshop.id")
     function_id: str = Field(max_length=64)
