@@ -1,6 +1,6 @@
-"""The lane (app/services/live/lane.py): participants' frequent commands on SQLite run
-on a bare sqlite3 connection; anything it cannot do goes the usual way, with nothing
-written twice or half.
+"""The lane (app/services/live/lane.py): the frequent commands on SQLite (participants'
+and the facilitator's) and drag checks run on a bare sqlite3 connection; anything it
+cannot do goes the usual way, with nothing written twice or half.
 
 Behaviour (events, results, refusals) is covered by every other live test, which on
 SQLite now runs these commands on the lane; here: that they do, and the fallbacks.

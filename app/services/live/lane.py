@@ -1,5 +1,5 @@
-"""The live commands' own SQLite connection: participants' commands without
-SQLAlchemy's connection layers.
+"""The live commands' own SQLite connection: the frequent commands (participants' and
+the facilitator's) and drag checks without SQLAlchemy's connection layers.
 
 On a SQLite file a live command already runs on the event loop's thread, one at a
 time (`LiveService`'s write turn), its statements prebuilt as plans
@@ -16,10 +16,14 @@ most of the worker's writes. Anything the lane cannot do falls back to the usual
 path (`LiveService._transaction`), with nothing written:
 
 - a statement that is not a plan, or any ORM use (`NeedsOrm`): rolled back, and
-  that command type goes the usual way from then on;
+  that command type goes the usual way from then on (for the facilitator's commands,
+  which need the ORM only in some phases, just this once: `LANE_TRIES`);
 - a write lock held elsewhere (another process, or this worker's threaded engine):
   `BEGIN IMMEDIATE` fails at once (`busy_timeout=0`), and the usual path waits for
   the lock without blocking the loop.
+
+A drag preview's checks run on it read only (`begin(write=False)`: a plain `BEGIN`,
+rolled back), which needs no write lock.
 
 The driver's errors are raised as SQLAlchemy's (`IntegrityError`, `OperationalError`
 ...), as the usual path raises them, so callers handle both alike.
