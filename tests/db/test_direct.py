@@ -21,7 +21,7 @@ from app.db.engine import make_engine, make_live_engine, make_sessionmaker
 from app.db.models import Event, Facilitator, Workshop, table_of
 from app.services.events import _INSERT_EVENT
 from app.services.live.engine import _CONTEXT
-from app.services.live.workshop_row import WorkshopRow, save_params, save_statement
+from app.services.live.workshop_row import WorkshopRow
 
 _WORKSHOP = table_of(Workshop)
 _SEQ_OF = select(_WORKSHOP.c.seq).where(_WORKSHOP.c.id == bindparam("wid"))
@@ -122,6 +122,7 @@ def _facilitators_row_both_ways(sync: Connection, wid: str, at: datetime) -> Non
     params = {"ctx_wid": wid, "ctx_pid": None}
     planned, usual = _both(sync, _CONTEXT[False, True], params)
     assert planned == usual and len(planned) == 1
+    assert WorkshopRow(planned[0]).save() is None  # nothing changed: nothing to save
     row = WorkshopRow(planned[0])
     assert (getattr(row, "seq"), getattr(row, "revealed")) == (2, ["cards:a"])  # noqa: B009
     getattr(row, "revealed").append("cards:b")  # noqa: B009 - changed in place
@@ -129,8 +130,10 @@ def _facilitators_row_both_ways(sync: Connection, wid: str, at: datetime) -> Non
     setattr(row, "phase_budgets", {"p": 2})  # noqa: B010 - an equal value: no change
     changes = row.changes()
     assert changes == {"revealed": ["cards:a", "cards:b"], "timer_ends_at": at}
-    values = save_params(row, changes)
-    plan = direct.plan_for(save_statement(tuple(changes)), values, sync.dialect)
+    save = row.save()
+    assert save is not None
+    statement, values = save
+    plan = direct.plan_for(statement, values, sync.dialect)
     assert plan is not None
     direct.run(sync, plan, values)
     stored = select(_WORKSHOP.c.revealed, _WORKSHOP.c.timer_ends_at, _WORKSHOP.c.phase_budgets)

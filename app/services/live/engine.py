@@ -31,7 +31,7 @@ from app.services.live import facilitation as fac
 from app.services.live import participation as part
 from app.services.live.context import Actor, Ctx, Rejected, utcnow
 from app.services.live.lane import Lane, NeedsOrm
-from app.services.live.workshop_row import COLUMNS, WorkshopRow, save_params, save_statement
+from app.services.live.workshop_row import COLUMNS, WorkshopRow
 
 log = logging.getLogger(__name__)
 
@@ -456,10 +456,10 @@ class LiveService:
             params = {"ctx_wid": actor.workshop_id, "ctx_seq": ctx.reserved_seq - 1}
             run_at_once(session.exec(_GIVE_BACK_SEQ, params=params))
         workshop = ctx.workshop
-        if isinstance(workshop, WorkshopRow) and (changes := workshop.changes()):
+        if isinstance(workshop, WorkshopRow) and (save := workshop.save()) is not None:
             # A facilitator's changes to the workshop: one UPDATE of those columns.
-            save = save_statement(tuple(changes))
-            run_at_once(session.exec(save, params=save_params(workshop, changes)))
+            statement, params = save
+            run_at_once(session.exec(statement, params=params))
         return ctx
 
     def _transaction(self, actor: Actor, command: Any, handler: Handler) -> Ctx:

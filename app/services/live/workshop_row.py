@@ -9,8 +9,8 @@ a third of a facilitator command, docs/benchmarks.md change 25).
 `WorkshopRow` is a plain object with the row's columns (all but the definition
 snapshot, which `LiveService` keeps parsed in its cache). A command sets its
 attributes as it would an ORM object's; `changes()` lists the columns whose values
-differ from the ones loaded, and `save_statement` is the prebuilt `UPDATE` of just
-those columns, so that both the usual path and the lane run it as a plan.
+differ from the ones loaded, and `save()` gives the prebuilt `UPDATE` of just those
+columns with its parameters, so that both the usual path and the lane run it as a plan.
 
 Unlike the ORM with a plain JSON column, a list or dict changed in place counts as
 a change too: the loaded values are compared with copies of them.
@@ -35,8 +35,8 @@ _KEY = "id"
 
 
 class WorkshopRow:
-    """A workshop's columns (see the module's docstring); set attributes, then save
-    `changes()` with `save_statement`."""
+    """A workshop's columns (see the module's docstring); set attributes, then run
+    `save()`."""
 
     __slots__ = (*COLUMNS, "_loaded")
 
@@ -60,17 +60,22 @@ class WorkshopRow:
             if name != _KEY and getattr(self, name) != old
         }
 
+    def save(self) -> tuple[Update, dict[str, Any]] | None:
+        """The prebuilt `UPDATE` of the changed columns and its parameters; None when
+        nothing changed."""
+        changes = self.changes()
+        if not changes:
+            return None
+        params = {f"w_{name}": value for name, value in changes.items()}
+        params["w_key"] = getattr(self, _KEY)
+        return _save_statement(tuple(changes)), params
+
     def __repr__(self) -> str:
         return f"WorkshopRow(id={getattr(self, _KEY)!r})"
 
 
-def save_params(row: WorkshopRow, changes: dict[str, Any]) -> dict[str, Any]:
-    """The parameters of `save_statement(tuple(changes))` for this row."""
-    return {"w_key": getattr(row, _KEY), **{f"w_{name}": v for name, v in changes.items()}}
-
-
 @functools.lru_cache(maxsize=256)
-def save_statement(names: tuple[str, ...]) -> Update:
+def _save_statement(names: tuple[str, ...]) -> Update:
     """`UPDATE workshop SET <names> WHERE id = :w_key`, built once per set of columns
     (each parameter is `w_<column>`, typed as its column)."""
     return (
