@@ -11,9 +11,10 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import event, make_url
+from sqlalchemy import Connection, Engine, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -46,15 +47,43 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return engine
 
 
+# Set while `connect_to_begin` checks a connection out: see `_ping_once`.
+_BEGIN_AT_CHECKOUT: ContextVar[bool] = ContextVar("begin_at_checkout", default=False)
+
+
+def connect_to_begin(engine: Engine) -> Connection:
+    """`engine.connect()` for a caller that begins a transaction at once (a live
+    command, in its greenlet): on PostgreSQL the pool's check of the connection is
+    that transaction's BEGIN, one round trip where a check and a BEGIN are two."""
+    token = _BEGIN_AT_CHECKOUT.set(True)
+    try:
+        return engine.connect()
+    finally:
+        _BEGIN_AT_CHECKOUT.reset(token)
+
+
 def _ping_once(dbapi_connection: Any) -> bool:
     """The pool's check of a PostgreSQL connection at checkout, in one round trip.
 
     SQLAlchemy's asyncpg ping wraps its statement in a transaction (for PgBouncer's
     transaction mode): BEGIN, the statement, ROLLBACK, three round trips before every
-    checkout, which is every live command. One simple query is one, and fails
-    the same way on a connection the server has dropped: the error goes through the
-    adapter, so the pool sees a disconnect and opens a new connection.
+    checkout. One simple query is one, and fails the same way on a connection the
+    server has dropped: the error goes through the adapter, so the pool sees a
+    disconnect and opens a new connection.
+
+    For `connect_to_begin` the check is the transaction's own BEGIN, sent by the
+    adapter as its first statement would have (same isolation level, and marked as
+    started, so that statement sends no BEGIN of its own). A dead connection fails
+    it the same way, before anything of the caller's has been sent.
     """
+    if (
+        _BEGIN_AT_CHECKOUT.get()
+        and not dbapi_connection.autocommit
+        and not dbapi_connection._started
+    ):
+        # Raises the adapter's translated error itself, as a statement would.
+        dbapi_connection.await_(dbapi_connection._start_transaction())
+        return True
     try:
         dbapi_connection.await_(dbapi_connection._connection.execute("SELECT 1"))
     except Exception as error:

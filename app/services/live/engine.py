@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db import direct
+from app.db.engine import connect_to_begin
 from app.db.models import Participant, Workshop, table_of
 from app.domain.definitions import Definition, Phase, definition_from_snapshot, expand_phases
 from app.realtime import messages as m
@@ -464,7 +465,7 @@ class LiveService:
 
     def _transaction(self, actor: Actor, command: Any, handler: Handler) -> Ctx:
         """Check, write and commit one command (inside a greenlet, see `_write`)."""
-        with self._command_engine.connect() as connection:
+        with connect_to_begin(self._command_engine) as connection:
             at_once = AtOnceSession(connection)
             session = cast(AsyncSession, at_once)
             try:
