@@ -53,6 +53,8 @@ MIN_GAP = 0.1  # seconds between two messages of one client: 10/s, half the serv
 # The server allows 300 sockets per client address; on loopback every 127.x.y.z is this
 # machine, so clients are spread over source addresses, 200 to each.
 PER_SOURCE = 200
+# Sockets `Generator.warm_workers` opens to reach every worker before RSS is read.
+WARM_SOCKETS = 8
 _clients = itertools.count()
 
 
@@ -354,12 +356,33 @@ class Generator:
                     *(join(room, i) for i in range(plan.participants))
                 )
 
+    async def warm_workers(self) -> None:
+        """Serve a socket on every worker before RSS is read, not only on the one each
+        facilitator reached: a worker's first socket costs it about 1 MB, once (lazy
+        imports, compiled statements, each route's first call), which is not memory
+        per participant. The kernel picks a worker for each socket, so open several
+        of the first facilitator's (all of them on one of two workers: 1 in 2^7),
+        wait for their snapshots, and close them."""
+        room = self.rooms[0]
+        assert room.fac is not None
+        warm = [
+            Client(self, room, f"warm{i}", room.fac.token, fac=True) for i in range(WARM_SOCKETS)
+        ]
+        await asyncio.gather(*(c.connect() for c in warm))
+        await asyncio.gather(*(asyncio.wait_for(c.ready.wait(), 60) for c in warm))
+        for client in warm:
+            client.auto_reconnect = False
+            if client.conn is not None:
+                await client.conn.close()
+        await asyncio.gather(*(c.reader for c in warm if c.reader is not None))
+
     async def connect_all(self) -> dict[str, Any]:
         """The facilitators first (and a warm-up), then every participant; RSS around it."""
         for room in self.rooms:
             assert room.fac is not None
             await room.fac.connect()
             await asyncio.wait_for(room.fac.ready.wait(), 60)
+        await self.warm_workers()
         await asyncio.sleep(1.0)
         rss_before = rss_bytes(self.plan.server_pid)
         gate = asyncio.Semaphore(self.plan.connect_concurrency)
