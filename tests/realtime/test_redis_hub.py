@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.realtime.hub import RESYNC, Message, make_hub
-from app.realtime.redis_hub import HubUnavailable, RedisHub
+from app.realtime.redis_hub import HubUnavailable, Publisher, RedisHub
 from tests.pg import require_service
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -246,3 +246,66 @@ async def test_dead_redis_fails_fast_without_leaking_the_password(
 async def test_publish_before_start_is_unavailable() -> None:
     with pytest.raises(HubUnavailable, match="before start"):
         await RedisHub(DEAD_URL).publish("w1", {})
+
+
+async def _publisher_ids(admin: Redis, hub: RedisHub) -> list[str]:
+    name = f"{hub._name}-pub"
+    return [c["id"] for c in await admin.client_list() if c.get("name") == name]
+
+
+async def test_concurrent_publishes_keep_their_order_on_one_connection(
+    hubs: MakeHub, admin: Redis
+) -> None:
+    one, two = await hubs(), await hubs()
+    got: list[Message] = []
+    two.subscribe("w1", got.append)
+    sent = [{"type": "event", "seq": i} for i in range(300)]
+    # All at once: each writes its command when called, the replies come back in order.
+    await asyncio.gather(*(one.publish("w1", message) for message in sent))
+    await eventually(lambda: len(got) == 300, "300 messages")
+    assert got == sent
+    assert len(await _publisher_ids(admin, one)) == 1, "one publishing connection"
+
+
+async def test_a_killed_publishing_connection_is_replaced(hubs: MakeHub, admin: Redis) -> None:
+    one, two = await hubs(), await hubs()
+    got: list[Message] = []
+    two.subscribe("w1", got.append)
+    await one.publish("w1", {"type": "before"})
+    [first] = await _publisher_ids(admin, one)
+    await admin.client_kill_filter(_id=first)
+    # The next publish finds the connection gone (at once, or when its reply fails)
+    # and goes out on a new one.
+    await one.publish("w1", {"type": "after"})
+    await eventually(lambda: got[-1:] == [{"type": "after"}], "the message after the kill")
+    assert got[0] == {"type": "before"}
+    [second] = await _publisher_ids(admin, one)
+    assert second != first
+
+
+async def test_an_error_reply_fails_only_its_own_publish() -> None:
+    hub_name = f"cxw-test-{uuid.uuid4().hex}"
+    hub = RedisHub(REDIS_URL, client_name=hub_name)
+    publisher = Publisher(hub._publisher_connection, timeout=2)
+    try:
+        conn = await publisher._connect()
+    except (RedisError, OSError) as exc:
+        require_service("Redis", exc)
+    # A command Redis refuses, written in the middle of good ones: its reply is an
+    # error for it alone; the reader goes on and the others get their replies.
+    loop = asyncio.get_running_loop()
+    bad = loop.create_future()
+
+    async def refused() -> None:
+        publisher._replies.append(bad)
+        await conn.send_packed_command(conn.pack_command("PUBLISH", "only-a-channel"), False)
+
+    await asyncio.gather(
+        publisher.publish("cxw-test:none", "a"), refused(), publisher.publish("cxw-test:none", "b")
+    )
+    with pytest.raises(RedisError, match="wrong number of arguments"):
+        await bad
+    # Still the same connection, still working.
+    await asyncio.wait_for(publisher.publish("cxw-test:none", "c"), 2)
+    assert publisher._conn is conn
+    await publisher.close()
