@@ -68,7 +68,8 @@ class Publisher:
     the calls) and waits for its own reply, which the reader task hands out in
     order. A reply that takes longer than `timeout` (a silently dead connection)
     or any error on the connection drops it: every publish still waiting gets the
-    error, and the next one connects anew.
+    error, and the next one connects anew. Connecting, handshake included, is held
+    to the same `timeout`.
     """
 
     def __init__(self, connect: Callable[[], AbstractConnection], timeout: float) -> None:
@@ -102,7 +103,17 @@ class Publisher:
         async with self._connecting:
             if self._conn is None:
                 conn = self._make()
-                await conn.connect()  # type: ignore[no-untyped-call, unused-ignore]
+                try:
+                    # The handshake has no socket timeout either: a server that
+                    # accepts and never answers must not hold every publish here.
+                    async with asyncio.timeout(self._timeout):
+                        await conn.connect()  # type: ignore[no-untyped-call, unused-ignore]
+                except TimeoutError as exc:
+                    with contextlib.suppress(Exception):
+                        await conn.disconnect(nowait=True)
+                    raise RedisTimeoutError(
+                        f"no reply from Redis within {self._timeout} s of connecting"
+                    ) from exc
                 self._conn = conn
                 self._reader = asyncio.create_task(self._read(conn), name="redis-hub-publisher")
             return self._conn

@@ -7,6 +7,7 @@ channel prefix and client names, so parallel runs on one server never interfere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.realtime.hub import RESYNC, Message, make_hub
 from app.realtime.redis_hub import HubUnavailable, Publisher, RedisHub
@@ -309,3 +311,91 @@ async def test_an_error_reply_fails_only_its_own_publish() -> None:
     await asyncio.wait_for(publisher.publish("cxw-test:none", "c"), 2)
     assert publisher._conn is conn
     await publisher.close()
+
+
+class SilentRedis:
+    """A Redis stand-in that goes silent: it answers the handshake and swallows every
+    PUBLISH (a publishing connection gone quiet: a network black hole, a frozen
+    server), or with `handshake=False` answers nothing at all."""
+
+    def __init__(self, *, handshake: bool = True) -> None:
+        self.handshake = handshake
+        self.connections = 0
+        self.publishes = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> SilentRedis:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.append(writer)
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ValueError):
+            while header := await reader.readline():
+                # One RESP array of bulk strings: *N, then $len and the bytes N times.
+                parts = []
+                for _ in range(int(header[1:])):
+                    size = int((await reader.readline())[1:])
+                    parts.append((await reader.readexactly(size + 2))[:-2].upper())
+                if parts[0] == b"PUBLISH":
+                    self.publishes += 1
+                elif self.handshake and parts[0] == b"HELLO":  # RESP3: a map
+                    writer.write(b"%2\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n")
+                elif self.handshake:
+                    writer.write(b"+OK\r\n")  # CLIENT SETNAME, CLIENT SETINFO
+                await writer.drain()
+
+
+def _silent_publisher(silent: SilentRedis) -> Publisher:
+    hub = RedisHub(f"redis://127.0.0.1:{silent.port}/0", client_name="cxw-test-silent")
+    return Publisher(hub._publisher_connection, timeout=0.3)
+
+
+async def test_a_silent_publishing_connection_times_out_and_is_replaced() -> None:
+    async with SilentRedis() as silent:
+        publisher = _silent_publisher(silent)
+        started = time.monotonic()
+        # Two publishes waiting on the same silent connection: both fail when the
+        # first one's reply is overdue, and the connection is dropped.
+        results = await asyncio.gather(
+            publisher.publish("c", "a"), publisher.publish("c", "b"), return_exceptions=True
+        )
+        elapsed = time.monotonic() - started
+        assert [type(r) for r in results] == [RedisTimeoutError, RedisTimeoutError], results
+        assert "no reply to PUBLISH within 0.3 s" in str(results[0])
+        assert 0.25 < elapsed < 2, elapsed
+        assert publisher._conn is None and publisher._reader is None
+        assert (silent.connections, silent.publishes) == (1, 2)
+        # The next publish connects anew (and times out again: still silent).
+        with pytest.raises(RedisTimeoutError, match="no reply to PUBLISH"):
+            await publisher.publish("c", "c")
+        assert (silent.connections, silent.publishes) == (2, 3)
+        await publisher.close()
+
+
+async def test_a_handshake_without_reply_times_out() -> None:
+    # A server that accepts but never answers (frozen): connecting must not wait
+    # forever, or every publish after it would queue behind it.
+    async with SilentRedis(handshake=False) as silent:
+        publisher = _silent_publisher(silent)
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                publisher.publish("c", "a"), publisher.publish("c", "b"), return_exceptions=True
+            ),
+            2,
+        )
+        assert [type(r) for r in results] == [RedisTimeoutError, RedisTimeoutError], results
+        assert "connecting" in str(results[0])
+        assert publisher._conn is None
+        assert (silent.connections, silent.publishes) == (2, 0)  # each tried once
