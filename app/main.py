@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,7 +32,16 @@ log = logging.getLogger("app")
 STATIC_DIR = PROJECT_ROOT / "static"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> FastAPI:
+    """The app. `freeze_gc` (a server process's one app, `app.asgi`): once started,
+    move every object made so far out of the garbage collector's reach (`gc.freeze`).
+
+    A worker's modules, definitions, templates and metadata live as long as it does,
+    yet each full collection walked them all: about 160,000 objects, 60-80 ms with
+    the event loop stopped, once every few tens of seconds in a busy workshop
+    (docs/benchmarks.md, change 31). Tests build many apps in one process, where
+    freezing would keep every earlier test's garbage: they leave it off.
+    """
     settings = settings or get_settings()
     logs.install()
 
@@ -61,6 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if checkpointer is not None:
             checkpointer.start()
         app.state.checkpointer = checkpointer
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
