@@ -37,8 +37,8 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
     move every object made so far out of the garbage collector's reach (`gc.freeze`).
 
     A worker's modules, definitions, templates and metadata live as long as it does,
-    yet each full collection walked them all: about 160,000 objects, 60-80 ms with
-    the event loop stopped, once every few tens of seconds in a busy workshop
+    yet each full collection walked them all: about 160,000 objects, 60-95 ms with
+    the event loop stopped, about once per worker in a 30-second benchmark run
     (docs/benchmarks.md, change 31). Tests build many apps in one process, where
     freezing would keep every earlier test's garbage: they leave it off.
     """
