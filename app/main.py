@@ -22,6 +22,7 @@ from app.realtime.rooms import Rooms
 from app.services.errors import ServiceError
 from app.services.live.engine import DefinitionCache, LiveService
 from app.services.live.lane import make_lane
+from app.services.live.pg_lane import make_pg_lane
 from app.services.security import TokenCodec
 from app.web import api, errors, exports, live_pages, pages
 from app.web.headers import SecurityHeadersMiddleware
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
             serialize_writes=settings.is_sqlite,
             command_sessionmaker=make_sessionmaker(live_engine),
             lane=make_lane(engine, live_engine),
+            pg_lane=make_pg_lane(engine),
         )
         # That engine leaves checkpoints to this task, which runs them off the loop.
         checkpointer = Checkpointer(engine) if live_engine is not engine else None
@@ -77,7 +79,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         try:
             yield
         finally:
-            app.state.live.close()
+            await app.state.live.aclose()
             await hub.stop()
             if checkpointer is not None:
                 await checkpointer.stop()

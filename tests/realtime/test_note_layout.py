@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.services.live.participation import SPOTS, spot
 from tests.realtime.conftest import Workshop
 
 
@@ -20,3 +21,9 @@ async def test_notes_without_a_position_do_not_land_on_each_other(workshop: Work
     assert all(0 <= x <= 0.6 and 0 <= y <= 0.9 for x, y in now)  # a note's width fits right
     hope = [(n["x"], n["y"]) for n in created if n["area"] == "hope"]
     assert hope == [now[0]], "each area fills from its own top-left corner"
+
+
+def test_the_spots_table_is_the_grid_in_one_cycle() -> None:
+    """PostgreSQL's `live_note_create` takes the grid as this table (pg_lane.py)."""
+    assert len(SPOTS) == 48
+    assert [spot(n) for n in range(200)] == [SPOTS[n % 48] for n in range(200)]

@@ -31,11 +31,16 @@ EXPECTED = {
     "dot.add": 4,  # workshop + seq; note with both counts; dot INSERT; event INSERT
     "dot.remove": 4,  # workshop + seq; dot with both counts; dot DELETE; event INSERT
 }
+# On PostgreSQL participants' frequent commands are one call of a function on the
+# PgLane's own connection (app/services/live/pg_lane.py), counted here as one.
+PG_LANE = ("card.vote (first)", "card.vote (change)", "note.create", "note.move", "dot.add")
+EXPECTED_POSTGRES = EXPECTED | dict.fromkeys(PG_LANE, 1)
 
 
 class Counter:
     def __init__(self, server: Server) -> None:
         self.statements: list[str] = []
+        self.server = server
         state = server.app.state
         self.engines = [state.engine.sync_engine]
         if state.live_engine is not state.engine:
@@ -56,11 +61,13 @@ class Counter:
         for client in clients:
             await client.quiet(0.05)
         self.statements.clear()
+        lane = self.server.app.state.live.pg_lane
+        calls = lane.calls if lane is not None else 0
         cid = await sender.send(type_, **fields)
         await sender.reply(cid)
         for client in clients:
             await client.quiet(0.1)  # anything the event sets off is counted too
-        return len(self.statements)
+        return len(self.statements) + (lane.calls - calls if lane is not None else 0)
 
 
 async def test_statements_per_command(server: Server, workshop: Workshop) -> None:
@@ -91,4 +98,5 @@ async def test_statements_per_command(server: Server, workshop: Workshop) -> Non
         seen["dot.remove"] = await c(room, ann, "dot.remove", note_id=note_id)
     finally:
         counter.close()
-    assert seen == EXPECTED
+    postgres = server.app.state.engine.dialect.name == "postgresql"
+    assert seen == (EXPECTED_POSTGRES if postgres else EXPECTED)

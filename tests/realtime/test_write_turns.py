@@ -78,6 +78,8 @@ async def test_a_command_that_writes_no_event_gives_its_number_back(
     async def emits_nothing(_ctx: Any, _cmd: Any) -> None:
         return None
 
+    # The usual path's handlers (on PostgreSQL a card vote goes to the PgLane first).
+    monkeypatch.setattr(server.app.state.live, "pg_lane", None)
     monkeypatch.setitem(HANDLERS, "card.vote", emits_nothing)
     monkeypatch.setitem(HANDLERS, "timer.pause", emits_nothing)
     assert (await ann.do("card.vote", card_id=CARD, choice="do"))["seq"] is None

@@ -32,6 +32,7 @@ from app.services.live import facilitation as fac
 from app.services.live import participation as part
 from app.services.live.context import Actor, Ctx, Rejected, utcnow
 from app.services.live.lane import Lane, NeedsOrm
+from app.services.live.pg_lane import PgLane
 from app.services.live.workshop_row import COLUMNS, WorkshopRow
 
 log = logging.getLogger(__name__)
@@ -312,6 +313,7 @@ class LiveService:
         serialize_writes: bool = False,
         command_sessionmaker: async_sessionmaker[AsyncSession] | None = None,
         lane: Lane | None = None,
+        pg_lane: PgLane | None = None,
     ) -> None:
         # `sessionmaker` is for reads of any length (the sockets' snapshots and
         # catch-ups); the commands' own short transactions use `command_sessionmaker`,
@@ -336,10 +338,17 @@ class LiveService:
         # On a SQLite file: participants' commands on a bare connection (see lane.py).
         # It relies on the write turn: one command at a time on it.
         self._lane = lane if self._write_turn is not None else None
+        # On PostgreSQL: participants' frequent commands in one round trip (pg_lane.py).
+        self.pg_lane = pg_lane
 
     def close(self) -> None:
         if self._lane is not None:
             self._lane.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        if self.pg_lane is not None:
+            await self.pg_lane.close()
 
     async def handle(self, actor: Actor, command: Any) -> Outcome:
         """Execute a command; raises Rejected with a message for the sender."""
@@ -398,6 +407,12 @@ class LiveService:
     async def _write(self, actor: Actor, command: Any, handler: Handler) -> Outcome:
         type_ = command.type
         try:
+            if self.pg_lane is not None:
+                definition = self.cache.peek(actor.workshop_id)
+                done = await self.pg_lane.run(actor, command, definition, utcnow())
+                if done is not None:
+                    await self.publish(actor.workshop_id, done.event)
+                    return Outcome(events=[done.event], result=done.result, seq=done.event["seq"])
             ctx = self._on_lane(actor, command, handler)
             if ctx is None:
                 # The whole transaction in one greenlet: see AtOnceSession.

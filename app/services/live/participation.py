@@ -207,6 +207,20 @@ _MOVE_NOTE = (
 _MOVE_NOTE_TO_AREA = _MOVE_NOTE.values(area=bindparam("new_area"), group_id=None)
 
 
+def spot(n: int) -> tuple[float, float]:
+    """The place of an area's note number `n` (from 0) on its grid of free spots."""
+    # Two columns of six rows (a note is about a fifth of the canvas high); each
+    # further dozen is offset a little, so a stacked note still shows its edge.
+    cell, layer = n % 12, (n // 12) % 4
+    col, row = cell % 2, cell // 2
+    return round(0.02 + col * 0.48 + layer * 0.03, 4), round(0.01 + row * 0.16 + layer * 0.02, 4)
+
+
+# The spots cycle after 12 cells x 4 layers (PostgreSQL's `live_note_create` takes them
+# as this table: `app.services.live.pg_lane`).
+SPOTS = tuple(spot(n) for n in range(48))
+
+
 async def _free_spot(ctx: Ctx, function_id: str, area: str) -> tuple[float, float]:
     """A grid cell for a new note, so notes written at once don't land on each other."""
     n = (
@@ -215,11 +229,7 @@ async def _free_spot(ctx: Ctx, function_id: str, area: str) -> tuple[float, floa
             params={"workshop_id": ctx.workshop.id, "function_id": function_id, "area": area},
         )
     ).one()
-    # Two columns of six rows (a note is about a fifth of the canvas high); each
-    # further dozen is offset a little, so a stacked note still shows its edge.
-    cell, layer = int(n) % 12, (int(n) // 12) % 4
-    col, row = cell % 2, cell // 2
-    return round(0.02 + col * 0.48 + layer * 0.03, 4), round(0.01 + row * 0.16 + layer * 0.02, 4)
+    return SPOTS[int(n) % len(SPOTS)]
 
 
 async def create_note(ctx: Ctx, cmd: m.CreateNote) -> None:

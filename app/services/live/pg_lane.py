@@ -1,0 +1,333 @@
+"""Participants' frequent commands on PostgreSQL in one round trip each.
+
+On PostgreSQL the usual path (`LiveService._transaction`) sends a command as five or
+six statements, each a round trip through SQLAlchemy and asyncpg: `BEGIN`, the
+workshop row with its next seq, the handler's one or two statements, the event's
+`INSERT`, `COMMIT`. The workshop's row lock is held from the second to the last, so
+one busy room's rate is bounded by four round trips, and every round trip hands
+the command back to a loop that is busy fanning out.
+
+`PgLane` sends a card vote, a new note, a note move or a dot as one call of a
+server-side function (migration `7d3e5a91c2b4`) on a connection of its own (bare
+asyncpg, no SQLAlchemy layers, no check at checkout), run as its own transaction:
+the row lock is held only while the function runs on the server.
+
+What the functions check is what needs the database (the workshop runs, input is
+open, the participant is not removed, the current phase is one the command is
+allowed in, the note exists, the dots left). What needs only the definition (which
+core function a card belongs to, the board's areas and colours, the note's text) is
+checked here first, and turned into the phases the command is allowed in. A
+function refuses by raising, with nothing written; this lane never says why: the
+command then runs the usual way, which refuses it with the exact reason (or accepts
+it, if the room changed in between). So this lane only ever accepts, and the
+messages it builds are the handlers' (tests/realtime/test_pg_lane.py compares the
+two paths' logs and rows).
+
+A connection that cannot be opened sends the command the usual way (nothing was
+sent). One that fails during a call may or may not have committed it: that is raised
+as `LaneUnavailable` (an `OSError`), and the engine answers `try_again`, as it does
+when the usual path's `COMMIT` fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db.types import new_id
+from app.domain.definitions import Definition, Phase, PhaseKind, UnknownIdError
+from app.realtime import messages as m
+from app.services.errors import Invalid
+from app.services.live.context import Actor
+from app.services.live.participation import SPOTS
+from app.services.workshops import clean_text
+
+log = logging.getLogger(__name__)
+
+# The server's answer to a command it does not accept (`RAISE EXCEPTION` in the
+# functions): the usual path says why.
+REFUSED = "live: refused"
+# Connections per worker: commands of different workshops run side by side.
+SIZE = 3
+# A call that has not answered by then is given up (and its connection closed).
+TIMEOUT_S = 10.0
+
+_SPOTS_X = [x for x, _y in SPOTS]
+_SPOTS_Y = [y for _x, y in SPOTS]
+
+
+class LaneUnavailable(OSError):
+    """The lane's connection failed: nothing is known to have been written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One command as a function call, and how its answer becomes the handler's event."""
+
+    sql: str
+    args: tuple[Any, ...]
+    event: str
+    # (the function's answer) -> (the event's payload, the sender's result)
+    finish: Callable[[asyncpg.Record], tuple[dict[str, Any], dict[str, Any]]]
+
+
+def _allowed(phases: tuple[Phase, ...], kind: PhaseKind) -> list[int]:
+    return [i for i, phase in enumerate(phases) if phase.kind is kind]
+
+
+def _card_vote(
+    pid: str, cmd: m.VoteCard, definition: Definition, phases: tuple[Phase, ...]
+) -> Call | None:
+    try:
+        function_id = definition.function_of_card(cmd.card_id).id
+    except UnknownIdError:
+        return None
+    allowed = [i for i in _allowed(phases, PhaseKind.SORT) if phases[i].function_id == function_id]
+    if not allowed:
+        return None
+
+    def finish(row: asyncpg.Record) -> tuple[dict[str, Any], dict[str, Any]]:
+        payload = {
+            "function_id": function_id,
+            "card_id": cmd.card_id,
+            "participant_id": pid,
+            "voters": row["o_voters"],
+            "choice": cmd.choice,
+        }
+        return payload, {"card_id": cmd.card_id, "choice": cmd.choice}
+
+    return Call(
+        "SELECT o_seq, o_voters FROM live_card_vote($1, $2, $3, $4, $5, $6, $7, $8)",
+        (allowed, function_id, cmd.card_id, cmd.choice),
+        "card.voted",
+        finish,
+    )
+
+
+def _note_create(
+    pid: str, cmd: m.CreateNote, definition: Definition, phases: tuple[Phase, ...]
+) -> Call | None:
+    allowed = _allowed(phases, PhaseKind.REFLECT)
+    board = definition.board
+    colour = cmd.colour or board.colours[0]
+    if not allowed or colour not in board.colours:
+        return None
+    if all(area.id != cmd.area for area in board.areas):
+        return None
+    try:
+        text = clean_text(cmd.text, field="note text", max_length=500)
+    except Invalid:
+        return None
+    note_id = new_id()
+    functions = [phases[i].function_id for i in allowed]
+
+    def finish(row: asyncpg.Record) -> tuple[dict[str, Any], dict[str, Any]]:
+        note = m.NoteOut(
+            id=note_id,
+            function_id=row["o_function"],
+            area=cmd.area,
+            text=text,
+            colour=colour,
+            x=row["o_x"],
+            y=row["o_y"],
+            group_id=None,
+            author_id=pid,
+            dots=0,
+        ).model_dump()
+        return {"note": note}, {"note_id": note_id}
+
+    return Call(
+        "SELECT o_seq, o_function, o_x, o_y FROM live_note_create("
+        "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        (allowed, functions, note_id, cmd.area, text, colour, cmd.x, cmd.y, _SPOTS_X, _SPOTS_Y),
+        "note.created",
+        finish,
+    )
+
+
+def _note_move(
+    _pid: str, cmd: m.MoveNote, definition: Definition, phases: tuple[Phase, ...]
+) -> Call | None:
+    allowed = _allowed(phases, PhaseKind.REFLECT)
+    if not allowed:
+        return None
+    if cmd.area is not None and all(area.id != cmd.area for area in definition.board.areas):
+        return None
+
+    def finish(row: asyncpg.Record) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {"note_id": cmd.note_id, "x": cmd.x, "y": cmd.y, "area": row["o_area"]}, {}
+
+    return Call(
+        "SELECT o_seq, o_area FROM live_note_move($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        (allowed, cmd.note_id, cmd.x, cmd.y, cmd.area),
+        "note.moved",
+        finish,
+    )
+
+
+def _dot_add(
+    pid: str, cmd: m.AddDot, _definition: Definition, phases: tuple[Phase, ...]
+) -> Call | None:
+    allowed = _allowed(phases, PhaseKind.PRIORITISE)
+    if not allowed:
+        return None
+    chosen = [phases[i] for i in allowed]
+
+    def finish(row: asyncpg.Record) -> tuple[dict[str, Any], dict[str, Any]]:
+        payload = {"note_id": cmd.note_id, "participant_id": pid, "dots": row["o_dots"]}
+        return payload, {"dots_left": row["o_left"]}
+
+    return Call(
+        "SELECT o_seq, o_dots, o_left FROM live_dot_add($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        (
+            allowed,
+            [phase.key for phase in chosen],
+            [phase.function_id for phase in chosen],
+            [phase.area or None for phase in chosen],
+            [phase.dot_budget for phase in chosen],
+            cmd.note_id,
+        ),
+        "dot.added",
+        finish,
+    )
+
+
+PREPARE: dict[str, Callable[[str, Any, Definition, tuple[Phase, ...]], Call | None]] = {
+    "card.vote": _card_vote,
+    "note.create": _note_create,
+    "note.move": _note_move,
+    "dot.add": _dot_add,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A command the lane wrote and committed: its event (as `Ctx.emit` makes it) and
+    the sender's result."""
+
+    event: dict[str, Any]
+    result: dict[str, Any]
+
+
+class PgLane:
+    """A few connections of the worker's own, for `PREPARE`'s commands (see above)."""
+
+    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]], size: int = SIZE):
+        self._connect = connect
+        # Each slot holds an open connection, or None until one is needed.
+        self._slots: asyncio.Queue[asyncpg.Connection | None] = asyncio.Queue()
+        for _ in range(size):
+            self._slots.put_nowait(None)
+        self.enabled = True
+        self.calls = 0  # commands written here (tests read it)
+
+    async def run(
+        self,
+        actor: Actor,
+        command: Any,
+        definition: tuple[Definition, tuple[Phase, ...]] | None,
+        now: datetime,
+    ) -> Done | None:
+        """Write and commit `command`; None: not done here (nothing was written), run it
+        the usual way."""
+        prepare = PREPARE.get(command.type)
+        pid = actor.participant_id
+        if prepare is None or pid is None or definition is None or not self.enabled:
+            return None
+        call = prepare(pid, command, *definition)
+        if call is None:
+            return None
+        args = (actor.workshop_id, pid, *call.args, now, actor.log_tag)
+        row = await self._call(call.sql, args)
+        if row is None:
+            return None
+        payload, result = call.finish(row)
+        event = {
+            "type": call.event,
+            "seq": row["o_seq"],
+            "actor": actor.wire,
+            "at": now.isoformat(),
+            "cid": command.cid,
+            "ts": command.ts,
+            **payload,
+        }
+        self.calls += 1
+        return Done(event, result)
+
+    async def _call(self, sql: str, args: tuple[Any, ...]) -> asyncpg.Record | None:
+        connection = await self._slots.get()
+        if connection is None or connection.is_closed():
+            try:
+                connection = await self._connect()
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                # Nothing was sent: the usual path (whose pool may well connect).
+                log.warning("the live lane could not connect: %s", exc)
+                self._slots.put_nowait(None)
+                return None
+            except BaseException:
+                self._slots.put_nowait(None)
+                raise
+        try:
+            row = await connection.fetchrow(sql, *args, timeout=TIMEOUT_S)
+        except asyncpg.RaiseError as exc:
+            if getattr(exc, "message", None) != REFUSED:
+                log.warning("live function failed: %s", exc)
+            return None
+        except asyncpg.UndefinedFunctionError as exc:
+            # A database without migration 7d3e5a91c2b4: the usual path from now on.
+            log.warning("live functions missing (%s): commands take the usual path", exc)
+            self.enabled = False
+            return None
+        except (
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            OSError,
+            TimeoutError,
+        ) as exc:
+            _discard(connection)
+            connection = None
+            raise LaneUnavailable(str(exc)) from exc
+        except asyncpg.PostgresError as exc:
+            # Anything else the server refused (a row deleted in between, say): the
+            # transaction rolled back whole; the usual path sorts it out.
+            log.info("live function refused with %s: %s", type(exc).__name__, exc)
+            return None
+        except BaseException:
+            # Cancelled mid-call: the connection's state is unknown.
+            _discard(connection)
+            connection = None
+            raise
+        finally:
+            self._slots.put_nowait(connection)
+        return row
+
+    async def close(self) -> None:
+        while not self._slots.empty():
+            connection = self._slots.get_nowait()
+            if connection is not None:
+                _discard(connection)
+
+
+def _discard(connection: asyncpg.Connection | None) -> None:
+    if connection is not None:
+        connection.terminate()
+
+
+def make_pg_lane(engine: AsyncEngine) -> PgLane | None:
+    """The lane for an asyncpg engine (its URL and connect arguments); None elsewhere."""
+    dialect = engine.sync_engine.dialect
+    if dialect.name != "postgresql" or dialect.driver != "asyncpg":
+        return None
+    cargs, cparams = dialect.create_connect_args(engine.url)
+
+    async def connect() -> asyncpg.Connection:
+        return await asyncpg.connect(*cargs, **cparams)
+
+    return PgLane(connect)

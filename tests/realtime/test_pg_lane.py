@@ -1,0 +1,357 @@
+"""The PgLane (app/services/live/pg_lane.py): on PostgreSQL, participants' card votes,
+new notes, note moves and dots are one call of a server-side function each.
+
+The lane only ever accepts: whatever its functions refuse runs the usual way, which
+gives the exact reason. Here the same script runs in two workshops, one with the lane
+and one without, and the replies, the events the room receives, the log and the rows
+must be the same; then the lane's own failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import make_url
+
+from app.realtime.messages import parse_command
+from app.services.live.context import Actor, utcnow
+from app.services.live.engine import LiveService
+from app.services.live.participation import spot
+from app.services.live.pg_lane import LaneUnavailable, PgLane, make_pg_lane
+from tests.realtime.conftest import Client, Server, Workshop, new_workshop
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.parametrize("db_url", ["postgres"], indirect=True),
+]
+
+CARD = "measurement-feedback-channel"
+OTHER_FUNCTION_CARD = "governance-cx-champion"
+LEVEL_VOTE, REFLECT = 3, 4  # phase indexes in the default definition
+
+
+def _live(server: Server) -> LiveService:
+    live = server.app.state.live
+    assert isinstance(live, LiveService)
+    return live
+
+
+def _lane(server: Server) -> PgLane:
+    lane = _live(server).pg_lane
+    assert isinstance(lane, PgLane)
+    return lane
+
+
+def _dsn(server: Server) -> str:
+    url = make_url(server.settings.database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+class Names:
+    """Ids that differ between the two workshops (participants', notes'), as names."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+
+    def add(self, value: str, name: str) -> None:
+        self.names[value] = name
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: self(v) for k, v in value.items() if k not in ("at", "cid", "ts")}
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        if isinstance(value, str):
+            if value not in self.names and len(value) == 32 and value.isalnum():
+                self.names[value] = f"id{len(self.names)}"  # a note's, in order of birth
+            return self.names.get(value, value)
+        return value
+
+
+async def _script(workshop: Workshop) -> tuple[list[Any], Names, Client]:
+    """Every command the lane takes, accepted and refused, in one workshop."""
+    names = Names()
+    seen: list[Any] = []
+    fac = await workshop.facilitator()
+    people = {}
+    for name in ("Ann", "Bob", "Cat", "Dan"):
+        pid, client = await workshop.participant(name)
+        names.add(pid, name)
+        people[name] = client
+    ann, bob, cat, dan = people["Ann"], people["Bob"], people["Cat"], people["Dan"]
+
+    async def send(client: Client, type_: str, **fields: Any) -> None:
+        reply = await client.reply(await client.send(type_, **fields))
+        seen.append((client.name, type_, names(reply)))
+
+    await send(ann, "card.vote", card_id=CARD, choice="do")  # not started
+    await fac.do("workshop.start")
+    await send(ann, "card.vote", card_id=CARD, choice="do")
+    await send(bob, "card.vote", card_id=CARD, choice="dont")
+    await send(ann, "card.vote", card_id=CARD, choice="unsure")  # a change
+    await send(dan, "card.vote", card_id=CARD, choice="do")
+    dan_id = next(pid for pid, name in names.names.items() if name == "Dan")
+    await fac.do("participant.remove", participant_id=dan_id)
+    await send(bob, "card.vote", card_id=CARD, choice="do")  # Dan's vote counts no more
+    await send(ann, "card.vote", card_id="no-such-card", choice="do")
+    await send(ann, "card.vote", card_id=OTHER_FUNCTION_CARD, choice="do")
+    await fac.do("input.lock")
+    await send(cat, "card.vote", card_id=CARD, choice="do")
+    await fac.do("input.unlock")
+    await fac.do("votes.reveal")
+    await send(cat, "card.vote", card_id=CARD, choice="do")
+    await fac.do("votes.hide")
+    await send(ann, "note.create", area="how", text="Too early")  # wrong phase
+    await fac.do("phase.goto", index=REFLECT)
+    await send(ann, "card.vote", card_id=CARD, choice="do")  # wrong phase
+    await send(ann, "note.create", area="how", text="  Weekly   review ")
+    await send(ann, "note.create", area="how", text="Second spot")
+    await send(bob, "note.create", area="how", text="Placed", colour="blue", x=0.25, y=0.75)
+    await send(bob, "note.create", area="nowhere", text="Bad area")
+    await send(bob, "note.create", area="now", text="Bad colour", colour="plaid")
+    await send(bob, "note.create", area="now", text="\u0007")
+    notes = [m["note"]["id"] for m in ann.received if m.get("type") == "note.created"]
+    await ann.until(lambda m: m.get("type") == "note.created" and m["note"]["text"] == "Placed")
+    notes = [m["note"]["id"] for m in ann.received if m.get("type") == "note.created"]
+    first, second, placed = notes
+    await send(bob, "note.move", note_id=first, x=0.5, y=0.5)
+    await send(bob, "note.move", note_id=second, x=0.1, y=0.2, area="now")
+    await send(bob, "note.move", note_id=second, x=0.1, y=0.2, area="now")  # same area
+    await send(bob, "note.move", note_id="0" * 32, x=0.1, y=0.2)
+    await send(bob, "note.move", note_id=first, x=0.1, y=0.2, area="nowhere")
+    await fac.do("phase.next")  # prioritise
+    await send(bob, "note.move", note_id=first, x=0.3, y=0.3)  # wrong phase
+    for _ in range(4):  # the budget is three
+        await send(ann, "dot.add", note_id=placed)
+    await send(bob, "dot.add", note_id=placed)
+    await send(bob, "dot.add", note_id=first)
+    await send(bob, "dot.add", note_id=second)  # in another area now
+    await send(bob, "dot.add", note_id="0" * 32)
+    await fac.do("dots.set_budget", budget=1)
+    await send(cat, "dot.add", note_id=first)
+    await send(cat, "dot.add", note_id=first)  # over the changed budget
+    await fac.do("workshop.end")
+    await send(cat, "dot.add", note_id=first)
+    await fac.quiet(0.2)
+    seen.append(("room", [names(m) for m in fac.events()]))
+    return seen, names, fac
+
+
+async def _stored(server: Server, workshop: Workshop, names: Names) -> dict[str, Any]:
+    connection = await asyncpg.connect(_dsn(server))
+    try:
+        wid = workshop.id
+        events = await connection.fetch(
+            "SELECT seq, type, payload, actor FROM event WHERE workshop_id = $1 ORDER BY seq", wid
+        )
+        votes = await connection.fetch(
+            "SELECT participant_id, function_id, card_id, choice FROM cardvote"
+            " WHERE workshop_id = $1 ORDER BY participant_id, card_id",
+            wid,
+        )
+        notes = await connection.fetch(
+            "SELECT id, function_id, area, text, colour, x, y, group_id, author_id,"
+            " facilitator_id FROM note WHERE workshop_id = $1 ORDER BY created_at, id",
+            wid,
+        )
+        dots = await connection.fetch(
+            "SELECT note_id, participant_id, phase_key FROM dotvote"
+            " WHERE workshop_id = $1 ORDER BY id",
+            wid,
+        )
+        seq = await connection.fetchval("SELECT seq FROM workshop WHERE id = $1", wid)
+    finally:
+        await connection.close()
+
+    def rows(records: list[asyncpg.Record]) -> list[Any]:
+        return names([dict(r) for r in records])
+
+    logged = [
+        names({**dict(r), "payload": json.loads(r["payload"]), "actor": r["actor"]}) for r in events
+    ]
+    for event in logged:  # "participant:<id>"
+        kind, _, who = str(event["actor"]).partition(":")
+        event["actor"] = f"{kind}:{names(who)}" if who else kind
+    return {
+        "seq": seq,
+        "events": logged,
+        "votes": sorted(rows(votes), key=str),
+        "notes": rows(notes),
+        "dots": sorted(rows(dots), key=str),
+    }
+
+
+async def test_with_and_without_the_lane_the_room_and_the_database_are_the_same(
+    server: Server, workshop: Workshop
+) -> None:
+    lane = _lane(server)
+    before = lane.calls
+    with_lane, names_a, _fac = await _script(workshop)
+    stored_with = await _stored(server, workshop, names_a)
+    on_lane = lane.calls - before
+    assert lane.enabled
+
+    _live(server).pg_lane = None
+    try:
+        other = await new_workshop(server, email="other@agency.gov")
+        without_lane, names_b, _fac = await _script(other)
+        stored_without = await _stored(server, other, names_b)
+    finally:
+        _live(server).pg_lane = lane
+
+    # 5 votes, 3 notes, 3 moves, 6 dots accepted; everything else was refused.
+    assert on_lane == 17
+    assert lane.calls - before == on_lane  # nothing went to the lane while it was off
+    assert with_lane == without_lane
+    assert stored_with == stored_without
+    codes = [reply.get("code") for *_who, reply in with_lane[:-1] if reply["type"] == "error"]
+    assert codes == [
+        "not_started",
+        "unknown_card",
+        "wrong_phase",
+        "locked",
+        "revealed",
+        "wrong_phase",
+        "wrong_phase",
+        "unknown_area",
+        "unknown_colour",
+        "invalid",
+        "unknown_note",
+        "unknown_area",
+        "wrong_phase",
+        "no_dots_left",
+        "wrong_area",
+        "unknown_note",
+        "no_dots_left",
+        "ended",
+    ]
+    # New notes without a place took the first two free spots of their area.
+    created = [e["payload"]["note"] for e in stored_with["events"] if e["type"] == "note.created"]
+    assert [(n["x"], n["y"]) for n in created] == [spot(0), spot(1), (0.25, 0.75)]
+    moved = [(n["x"], n["y"], n["area"]) for n in stored_with["notes"]]
+    assert moved == [(0.5, 0.5, "how"), (0.1, 0.2, "now"), (0.25, 0.75, "how")]
+
+
+async def _participant(server: Server, workshop: Workshop) -> Actor:
+    fac = await workshop.facilitator()
+    pid, _client = await workshop.participant("Ann")
+    await fac.do("workshop.start")
+    return Actor(role="participant", workshop_id=workshop.id, participant_id=pid)
+
+
+def _vote() -> Any:
+    return parse_command({"type": "card.vote", "card_id": CARD, "choice": "do"})
+
+
+async def test_a_database_without_the_functions_turns_the_lane_off(
+    server: Server, workshop: Workshop
+) -> None:
+    actor = await _participant(server, workshop)
+    definition = _live(server).cache.peek(workshop.id)
+    assert definition is not None
+    dsn = _dsn(server)
+
+    async def connect() -> asyncpg.Connection:
+        # The functions live in the public schema: out of sight here.
+        return await asyncpg.connect(dsn, server_settings={"search_path": "pg_catalog"})
+
+    lane = PgLane(connect, size=1)
+    try:
+        assert await lane.run(actor, _vote(), definition, utcnow()) is None
+        assert not lane.enabled
+        assert lane.calls == 0
+    finally:
+        await lane.close()
+    found = make_pg_lane(server.app.state.engine)
+    assert found is not None
+    try:
+        done = await found.run(actor, _vote(), definition, utcnow())
+        assert done is not None and done.event["type"] == "card.voted"
+    finally:
+        await found.close()
+
+
+async def test_a_connection_the_server_dropped_is_replaced(
+    server: Server, workshop: Workshop
+) -> None:
+    actor = await _participant(server, workshop)
+    definition = _live(server).cache.peek(workshop.id)
+    lane = make_pg_lane(server.app.state.engine)
+    assert lane is not None
+    admin = await asyncpg.connect(_dsn(server))
+    try:
+        assert await lane.run(actor, _vote(), definition, utcnow()) is not None
+        pids = await admin.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE '%live_card_vote%'"
+            " AND pid <> pg_backend_pid()"
+        )
+        assert len(pids) == 1
+        await admin.execute("SELECT pg_terminate_backend($1)", pids[0]["pid"])
+        await asyncio.sleep(0.2)
+        try:
+            done = await lane.run(actor, _vote(), definition, utcnow())
+        except LaneUnavailable:
+            done = await lane.run(actor, _vote(), definition, utcnow())
+        assert done is not None
+        assert lane.calls == 2
+    finally:
+        await admin.close()
+        await lane.close()
+
+
+async def test_a_lane_that_cannot_connect_sends_commands_the_usual_way(
+    server: Server, workshop: Workshop
+) -> None:
+    fac = await workshop.facilitator()
+    _pid, ann = await workshop.participant("Ann")
+    await fac.do("workshop.start")
+    attempts = []
+
+    async def refused() -> asyncpg.Connection:
+        attempts.append(1)
+        raise ConnectionRefusedError("no PostgreSQL here")
+
+    lane = _lane(server)
+    broken = PgLane(refused, size=1)
+    _live(server).pg_lane = broken
+    try:
+        first = await ann.do("card.vote", card_id=CARD, choice="do")
+        second = await ann.do("card.vote", card_id=CARD, choice="dont")
+    finally:
+        _live(server).pg_lane = lane
+    assert second["seq"] == first["seq"] + 1
+    assert len(attempts) == 2 and broken.calls == 0
+
+
+async def test_a_call_that_fails_midway_answers_try_again(
+    server: Server, workshop: Workshop
+) -> None:
+    """The call may have committed: the sender is told to try again, nothing is retried."""
+    fac = await workshop.facilitator()
+    _pid, ann = await workshop.participant("Ann")
+    await fac.do("workshop.start")
+
+    class Dropping:
+        def is_closed(self) -> bool:
+            return False
+
+        async def fetchrow(self, *_args: Any, **_kwargs: Any) -> Any:
+            raise ConnectionResetError("connection lost")
+
+        def terminate(self) -> None:
+            pass
+
+    async def dropping() -> Any:
+        return Dropping()
+
+    lane = _lane(server)
+    _live(server).pg_lane = PgLane(dropping, size=1)
+    try:
+        assert (await ann.refused("card.vote", card_id=CARD, choice="do"))["code"] == "try_again"
+    finally:
+        _live(server).pg_lane = lane
+    assert (await ann.do("card.vote", card_id=CARD, choice="do"))["seq"] is not None
