@@ -4,8 +4,8 @@ Revision ID: 7d3e5a91c2b4
 Revises: 589322ab81bc
 Create Date: 2026-12-05 09:00:00.000000
 
-On PostgreSQL a participant's card vote, new note, note move and dot is one call of
-one of these functions, run as its own transaction (`app.services.live.pg_lane`):
+On PostgreSQL a participant's card vote, level vote, new note, note move, dot and
+dot taken back is one call of one of these functions, run as its own transaction (`app.services.live.pg_lane`):
 the checks that need the database, the write, the count the event carries and the
 event itself, all under the workshop's row lock, which is held only while the
 function runs. Anything these functions refuse raises (`live: refused`) and the
@@ -80,6 +80,42 @@ BEGIN
     VALUES (p_wid, o_seq, 'card.voted', json_build_object(
         'function_id', p_function, 'card_id', p_card, 'participant_id', p_pid,
         'voters', o_voters, 'choice', p_choice), p_actor, p_now);
+END $$
+""",
+    # `participation.vote_level`: p_functions[i] is the core function of phase
+    # p_phases[i]. A function without a round yet is left to the usual path (which
+    # opens round 1).
+    """
+CREATE FUNCTION live_level_vote(
+    p_wid varchar, p_pid varchar, p_phases integer[], p_functions varchar[],
+    p_level integer, p_now timestamptz, p_actor varchar,
+    OUT o_seq integer, OUT o_function varchar, OUT o_round integer, OUT o_voters integer
+) LANGUAGE plpgsql AS $$
+DECLARE
+    w workshop;
+    v_revealed timestamptz;
+BEGIN
+    SELECT * INTO w FROM live_begin(p_wid, p_pid, p_phases);
+    o_function := p_functions[array_position(p_phases, w.current_phase)];
+    SELECT number, revealed_at INTO o_round, v_revealed FROM levelround
+     WHERE workshop_id = p_wid AND function_id = o_function
+     ORDER BY number DESC LIMIT 1;
+    IF NOT FOUND OR v_revealed IS NOT NULL THEN
+        RAISE EXCEPTION 'live: refused';
+    END IF;
+    INSERT INTO levelvote (workshop_id, participant_id, function_id, round, level, updated_at)
+    VALUES (p_wid, p_pid, o_function, o_round, p_level, p_now)
+    ON CONFLICT (workshop_id, participant_id, function_id, round)
+    DO UPDATE SET level = EXCLUDED.level, updated_at = EXCLUDED.updated_at;
+    SELECT count(*) INTO o_voters
+      FROM levelvote v JOIN participant p ON p.id = v.participant_id
+     WHERE v.workshop_id = p_wid AND v.function_id = o_function AND v.round = o_round
+       AND p.removed_at IS NULL;
+    o_seq := w.seq;
+    INSERT INTO event (workshop_id, seq, type, payload, actor, created_at)
+    VALUES (p_wid, o_seq, 'level.voted', json_build_object(
+        'function_id', o_function, 'round', o_round, 'participant_id', p_pid,
+        'voters', o_voters, 'level', p_level), p_actor, p_now);
 END $$
 """,
     # `participation.create_note`: p_functions[i] is the core function of phase
@@ -192,9 +228,44 @@ BEGIN
         'note_id', p_note, 'participant_id', p_pid, 'dots', o_dots), p_actor, p_now);
 END $$
 """,
+    # `participation.remove_dot`: the phases as for `live_dot_add`.
+    """
+CREATE FUNCTION live_dot_remove(
+    p_wid varchar, p_pid varchar, p_phases integer[], p_keys varchar[],
+    p_budgets integer[], p_note varchar, p_now timestamptz, p_actor varchar,
+    OUT o_seq integer, OUT o_dots integer, OUT o_left integer
+) LANGUAGE plpgsql AS $$
+DECLARE
+    w workshop;
+    i integer;
+    v_dot integer;
+    v_used integer;
+BEGIN
+    SELECT * INTO w FROM live_begin(p_wid, p_pid, p_phases);
+    i := array_position(p_phases, w.current_phase);
+    SELECT id INTO v_dot FROM dotvote
+     WHERE note_id = p_note AND participant_id = p_pid AND phase_key = p_keys[i] LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'live: refused';
+    END IF;
+    SELECT count(*) INTO v_used FROM dotvote
+     WHERE workshop_id = p_wid AND participant_id = p_pid AND phase_key = p_keys[i];
+    SELECT count(*) - 1 INTO o_dots FROM dotvote WHERE note_id = p_note;
+    DELETE FROM dotvote WHERE id = v_dot;
+    o_left := coalesce((w.phase_budgets ->> p_keys[i])::integer, p_budgets[i], w.dot_budget)
+              - (v_used - 1);
+    o_seq := w.seq;
+    INSERT INTO event (workshop_id, seq, type, payload, actor, created_at)
+    VALUES (p_wid, o_seq, 'dot.removed', json_build_object(
+        'note_id', p_note, 'participant_id', p_pid, 'dots', o_dots), p_actor, p_now);
+END $$
+""",
 ]
 
 SIGNATURES = [
+    "live_dot_remove(varchar, varchar, integer[], varchar[], integer[], varchar, timestamptz,"
+    " varchar)",
+    "live_level_vote(varchar, varchar, integer[], varchar[], integer, timestamptz, varchar)",
     "live_dot_add(varchar, varchar, integer[], varchar[], varchar[], varchar[], integer[],"
     " varchar, timestamptz, varchar)",
     "live_note_move(varchar, varchar, integer[], varchar, double precision,"

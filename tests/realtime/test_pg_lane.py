@@ -105,6 +105,14 @@ async def _script(workshop: Workshop) -> tuple[list[Any], Names, Client]:
     await fac.do("votes.reveal")
     await send(cat, "card.vote", card_id=CARD, choice="do")
     await fac.do("votes.hide")
+    await send(ann, "level.vote", level=1)  # wrong phase
+    await fac.do("phase.goto", index=LEVEL_VOTE)
+    await send(ann, "level.vote", level=1)
+    await send(bob, "level.vote", level=2)
+    await send(ann, "level.vote", level=19)  # no such level
+    await send(ann, "level.vote", level=2)  # a change
+    await fac.do("votes.reveal")
+    await send(cat, "level.vote", level=0)
     await send(ann, "note.create", area="how", text="Too early")  # wrong phase
     await fac.do("phase.goto", index=REFLECT)
     await send(ann, "card.vote", card_id=CARD, choice="do")  # wrong phase
@@ -127,6 +135,10 @@ async def _script(workshop: Workshop) -> tuple[list[Any], Names, Client]:
     await send(bob, "note.move", note_id=first, x=0.3, y=0.3)  # wrong phase
     for _ in range(4):  # the budget is three
         await send(ann, "dot.add", note_id=placed)
+    await send(ann, "dot.remove", note_id=placed)
+    await send(ann, "dot.remove", note_id=first)  # none there
+    await send(ann, "dot.add", note_id=first)
+    await send(ann, "dot.remove", note_id=first)
     await send(bob, "dot.add", note_id=placed)
     await send(bob, "dot.add", note_id=first)
     await send(bob, "dot.add", note_id=second)  # in another area now
@@ -203,8 +215,9 @@ async def test_with_and_without_the_lane_the_room_and_the_database_are_the_same(
     finally:
         _live(server).pg_lane = lane
 
-    # 5 votes, 3 notes, 3 moves, 6 dots accepted; everything else was refused.
-    assert on_lane == 17
+    # 5 card and 3 level votes, 3 notes, 3 moves, 7 dots added and 2 taken back
+    # were accepted; everything else was refused.
+    assert on_lane == 23
     assert lane.calls - before == on_lane  # nothing went to the lane while it was off
     assert with_lane == without_lane
     assert stored_with == stored_without
@@ -216,6 +229,9 @@ async def test_with_and_without_the_lane_the_room_and_the_database_are_the_same(
         "locked",
         "revealed",
         "wrong_phase",
+        "unknown_level",
+        "revealed",
+        "wrong_phase",
         "wrong_phase",
         "unknown_area",
         "unknown_colour",
@@ -224,6 +240,7 @@ async def test_with_and_without_the_lane_the_room_and_the_database_are_the_same(
         "unknown_area",
         "wrong_phase",
         "no_dots_left",
+        "no_dot",
         "wrong_area",
         "unknown_note",
         "no_dots_left",

@@ -33,7 +33,15 @@ EXPECTED = {
 }
 # On PostgreSQL participants' frequent commands are one call of a function on the
 # PgLane's own connection (app/services/live/pg_lane.py), counted here as one.
-PG_LANE = ("card.vote (first)", "card.vote (change)", "note.create", "note.move", "dot.add")
+PG_LANE = (
+    "card.vote (first)",
+    "card.vote (change)",
+    "level.vote",
+    "note.create",
+    "note.move",
+    "dot.add",
+    "dot.remove",
+)
 EXPECTED_POSTGRES = EXPECTED | dict.fromkeys(PG_LANE, 1)
 
 

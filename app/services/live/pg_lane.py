@@ -7,10 +7,11 @@ workshop row with its next seq, the handler's one or two statements, the event's
 one busy room's rate is bounded by four round trips, and every round trip hands
 the command back to a loop that is busy fanning out.
 
-`PgLane` sends a card vote, a new note, a note move or a dot as one call of a
-server-side function (migration `7d3e5a91c2b4`) on a connection of its own (bare
-asyncpg, no SQLAlchemy layers, no check at checkout), run as its own transaction:
-the row lock is held only while the function runs on the server.
+`PgLane` sends a card or level vote, a new note, a note move, a dot or a dot taken
+back as one call of a server-side function (migration `7d3e5a91c2b4`) on a
+connection of its own (bare asyncpg, no SQLAlchemy layers, no check at checkout),
+run as its own transaction: the row lock is held only while the function runs on
+the server.
 
 What the functions check is what needs the database (the workshop runs, input is
 open, the participant is not removed, the current phase is one the command is
@@ -111,6 +112,34 @@ def _card_vote(
     )
 
 
+def _level_vote(
+    pid: str, cmd: m.VoteLevel, definition: Definition, phases: tuple[Phase, ...]
+) -> Call | None:
+    allowed = _allowed(phases, PhaseKind.LEVEL_VOTE)
+    if not allowed or cmd.level >= len(definition.scale):
+        return None
+    functions = [phases[i].function_id for i in allowed]
+
+    def finish(row: asyncpg.Record) -> tuple[dict[str, Any], dict[str, Any]]:
+        function_id, number = row["o_function"], row["o_round"]
+        payload = {
+            "function_id": function_id,
+            "round": number,
+            "participant_id": pid,
+            "voters": row["o_voters"],
+            "level": cmd.level,
+        }
+        return payload, {"function_id": function_id, "round": number, "level": cmd.level}
+
+    return Call(
+        "SELECT o_seq, o_function, o_round, o_voters"
+        " FROM live_level_vote($1, $2, $3, $4, $5, $6, $7)",
+        (allowed, functions, cmd.level),
+        "level.voted",
+        finish,
+    )
+
+
 def _note_create(
     pid: str, cmd: m.CreateNote, definition: Definition, phases: tuple[Phase, ...]
 ) -> Call | None:
@@ -199,11 +228,38 @@ def _dot_add(
     )
 
 
+def _dot_remove(
+    pid: str, cmd: m.RemoveDot, _definition: Definition, phases: tuple[Phase, ...]
+) -> Call | None:
+    allowed = _allowed(phases, PhaseKind.PRIORITISE)
+    if not allowed:
+        return None
+    chosen = [phases[i] for i in allowed]
+
+    def finish(row: asyncpg.Record) -> tuple[dict[str, Any], dict[str, Any]]:
+        payload = {"note_id": cmd.note_id, "participant_id": pid, "dots": row["o_dots"]}
+        return payload, {"dots_left": row["o_left"]}
+
+    return Call(
+        "SELECT o_seq, o_dots, o_left FROM live_dot_remove($1, $2, $3, $4, $5, $6, $7, $8)",
+        (
+            allowed,
+            [phase.key for phase in chosen],
+            [phase.dot_budget for phase in chosen],
+            cmd.note_id,
+        ),
+        "dot.removed",
+        finish,
+    )
+
+
 PREPARE: dict[str, Callable[[str, Any, Definition, tuple[Phase, ...]], Call | None]] = {
     "card.vote": _card_vote,
+    "level.vote": _level_vote,
     "note.create": _note_create,
     "note.move": _note_move,
     "dot.add": _dot_add,
+    "dot.remove": _dot_remove,
 }
 
 
