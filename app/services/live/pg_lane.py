@@ -201,56 +201,29 @@ def _note_move(
     )
 
 
-def _dot_add(
-    pid: str, cmd: m.AddDot, _definition: Definition, phases: tuple[Phase, ...]
+def _dot(
+    pid: str, cmd: m.AddDot | m.RemoveDot, _definition: Definition, phases: tuple[Phase, ...]
 ) -> Call | None:
+    """A dot added (`live_dot_add`) or taken back (`live_dot_remove`): each prioritise
+    phase's key, core function, area and budget go in as arrays beside its index."""
     allowed = _allowed(phases, PhaseKind.PRIORITISE)
     if not allowed:
         return None
     chosen = [phases[i] for i in allowed]
+    keys = [phase.key for phase in chosen]
+    budgets = [phase.dot_budget for phase in chosen]
 
     def finish(row: asyncpg.Record) -> tuple[dict[str, Any], dict[str, Any]]:
         payload = {"note_id": cmd.note_id, "participant_id": pid, "dots": row["o_dots"]}
         return payload, {"dots_left": row["o_left"]}
 
-    return Call(
-        "SELECT o_seq, o_dots, o_left FROM live_dot_add($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        (
-            allowed,
-            [phase.key for phase in chosen],
-            [phase.function_id for phase in chosen],
-            [phase.area or None for phase in chosen],
-            [phase.dot_budget for phase in chosen],
-            cmd.note_id,
-        ),
-        "dot.added",
-        finish,
-    )
-
-
-def _dot_remove(
-    pid: str, cmd: m.RemoveDot, _definition: Definition, phases: tuple[Phase, ...]
-) -> Call | None:
-    allowed = _allowed(phases, PhaseKind.PRIORITISE)
-    if not allowed:
-        return None
-    chosen = [phases[i] for i in allowed]
-
-    def finish(row: asyncpg.Record) -> tuple[dict[str, Any], dict[str, Any]]:
-        payload = {"note_id": cmd.note_id, "participant_id": pid, "dots": row["o_dots"]}
-        return payload, {"dots_left": row["o_left"]}
-
-    return Call(
-        "SELECT o_seq, o_dots, o_left FROM live_dot_remove($1, $2, $3, $4, $5, $6, $7, $8)",
-        (
-            allowed,
-            [phase.key for phase in chosen],
-            [phase.dot_budget for phase in chosen],
-            cmd.note_id,
-        ),
-        "dot.removed",
-        finish,
-    )
+    if cmd.type == "dot.remove":
+        sql = "SELECT o_seq, o_dots, o_left FROM live_dot_remove($1, $2, $3, $4, $5, $6, $7, $8)"
+        return Call(sql, (allowed, keys, budgets, cmd.note_id), "dot.removed", finish)
+    functions = [phase.function_id for phase in chosen]
+    areas = [phase.area or None for phase in chosen]
+    sql = "SELECT o_seq, o_dots, o_left FROM live_dot_add($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    return Call(sql, (allowed, keys, functions, areas, budgets, cmd.note_id), "dot.added", finish)
 
 
 PREPARE: dict[str, Callable[[str, Any, Definition, tuple[Phase, ...]], Call | None]] = {
@@ -258,8 +231,8 @@ PREPARE: dict[str, Callable[[str, Any, Definition, tuple[Phase, ...]], Call | No
     "level.vote": _level_vote,
     "note.create": _note_create,
     "note.move": _note_move,
-    "dot.add": _dot_add,
-    "dot.remove": _dot_remove,
+    "dot.add": _dot,
+    "dot.remove": _dot,
 }
 
 
