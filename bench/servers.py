@@ -108,18 +108,46 @@ class _suppress_lookup:
         return kind is not None and issubclass(kind, ProcessLookupError)
 
 
-def start_floor(core: int | None, logdir: Path) -> Server:
+def start_floor(core: int | None, logdir: Path, workers: int = 1) -> Server:
+    """The floor; with several workers, `bench/floor_scaled.py` over Redis (same flags
+    as the app's: `--workers N` needs a bus between the workers)."""
     port = free_port()
     log = logdir / f"floor-{port}.log"
-    cmd = [*pinned(core), sys.executable, "-m", "uvicorn", "bench.floor:app", "--port", str(port)]
-    proc = _spawn([*cmd, *UVICORN_FLAGS], dict(os.environ), ROOT, log)
-    server = Server("floor", proc, port, log)
+    module = "bench.floor:app" if workers == 1 else "bench.floor_scaled:app"
+    cmd = [*pinned(core), sys.executable, "-m", "uvicorn", module, "--port", str(port)]
+    env = dict(os.environ)
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
+        env["FLOOR_REDIS_URL"] = REDIS_URL
+        env["FLOOR_PREFIX"] = f"cxw-floor:{uuid.uuid4().hex[:12]}:"
+    proc = _spawn([*cmd, *UVICORN_FLAGS], env, ROOT, log)
+    server = Server("floor", proc, port, log, env=env)
     try:
         _wait_ready(proc, f"{server.base}/log/ready", log)
     except BaseException:
-        stop(server)
+        stop_floor(server)
         raise
     return server
+
+
+def stop_floor(server: Server) -> None:
+    """Stop it, and drop the scaled floor's keys from Redis."""
+    stop(server)
+    prefix = server.env.get("FLOOR_PREFIX")
+    if prefix:
+        asyncio.run(_drop_keys(prefix))
+
+
+async def _drop_keys(prefix: str) -> None:
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
 
 
 # --- the app ---------------------------------------------------------------------------
