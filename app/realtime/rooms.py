@@ -6,7 +6,9 @@ once per audience present as one frame (a `batch` when several events) and queue
 every connection. The next tick is the next turn of the event loop while the worker's
 fan-out budget lasts (`Pacer`: frames per second, with a burst), so a room that is not
 busy sends what it hears at once; a busy one waits for the budget, up to 50 ms, and
-pays its fan-out once per tick whatever number of events it heard.
+pays its fan-out once per tick whatever number of events it heard. When ticks run late
+(the worker's core is busy elsewhere, or with more than the budget allows), rooms hold
+what they hear for as long as that lateness, up to the same 50 ms.
 
 Each connection's writer keeps its client's `seq` in order without holes or repeats:
 a frame that does not follow on from what the client has is sent event by event, and
@@ -96,6 +98,13 @@ class Connection:
 FANOUT_FRAMES_PER_S = 20_000
 FANOUT_BURST_FRAMES = 2_000
 MAX_HOLD_S = 0.05
+# The budget assumes the worker has its core. When it has not (several workers on one
+# core, or a core busy elsewhere), the rooms' ticks run late: a tick this late means
+# the loop is behind, and rooms hold what they hear for as long as the lateness (at
+# most MAX_HOLD_S), so that each connection gets one frame per tick instead of one per
+# event; a lateness older than LATE_FRESH_S no longer counts.
+LATE_LIMIT_S = 0.015
+LATE_FRESH_S = 0.1
 
 
 class Pacer:
@@ -112,6 +121,8 @@ class Pacer:
         self.clock = clock
         self._budget = burst
         self._stamp = clock()
+        self._late = 0.0  # how late the latest tick ran
+        self._late_at = -LATE_FRESH_S  # when (the clock's time)
 
     def _refill(self) -> None:
         now = self.clock()
@@ -122,12 +133,18 @@ class Pacer:
         self._refill()
         self._budget -= frames
 
+    def late(self, seconds: float) -> None:
+        """A room's tick ran this many seconds after it was due."""
+        self._late, self._late_at = seconds, self.clock()
+
     def wait(self) -> float:
-        """Seconds until the budget is back above zero (0: send now), at most MAX_HOLD_S."""
+        """Seconds until the budget is back above zero and the loop is not behind
+        (0: send now), at most MAX_HOLD_S."""
         self._refill()
-        if self._budget > 0:
-            return 0.0
-        return min(MAX_HOLD_S, -self._budget / self.rate)
+        wait = 0.0 if self._budget > 0 else -self._budget / self.rate
+        if self._late > LATE_LIMIT_S and self._stamp - self._late_at < LATE_FRESH_S:
+            wait = max(wait, self._late)
+        return min(MAX_HOLD_S, wait)
 
 
 # Vote progress carries absolute totals: within a batch, only the last per target
@@ -190,6 +207,7 @@ class Room:
         self._latest: dict[tuple[str, Any], dict[str, Any]] = {}
         self._held_anonymous = anonymous  # anonymity before the first held event
         self._tick: asyncio.TimerHandle | None = None
+        self._due = 0.0  # when the armed tick should run (the loop's time)
         self._deferred: list[tuple[Connection, str, Any]] = []  # after the held events
         # The latest stored events heard, consecutive, as the log would replay them:
         # resumes and gap fills are served from here when it covers them.
@@ -238,7 +256,9 @@ class Room:
             self._arm()
 
     def _arm(self) -> None:
-        self._tick = asyncio.get_running_loop().call_later(self.pacer.wait(), self._on_tick)
+        loop, wait = asyncio.get_running_loop(), self.pacer.wait()
+        self._due = loop.time() + wait
+        self._tick = loop.call_later(wait, self._on_tick)
 
     def _keep(self, message: dict[str, Any]) -> None:
         seq = int(message["seq"])
@@ -280,6 +300,7 @@ class Room:
 
     def _on_tick(self) -> None:
         self._tick = None
+        self.pacer.late(asyncio.get_running_loop().time() - self._due)
         if self._held:
             self.flush()
             self._arm()

@@ -14,13 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any, Literal, cast
 
 from starlette.websockets import WebSocket
 
 from app.realtime import messages as m
 from app.realtime.gate import DragGate
-from app.realtime.rooms import MAX_HOLD_S, Connection, Frame, Pacer, Room
+from app.realtime.rooms import (
+    LATE_FRESH_S,
+    LATE_LIMIT_S,
+    MAX_HOLD_S,
+    Connection,
+    Frame,
+    Pacer,
+    Room,
+)
 from app.realtime.socket import _whole
 from app.services.live.context import Actor
 from tests.realtime.conftest import Client, Workshop
@@ -392,4 +401,40 @@ async def test_a_room_beyond_budget_holds_even_the_first_event_until_the_tick() 
         await asyncio.sleep(0.005)
         sent = frames(watcher)
     assert [(f.first, f.last) for f in sent] == [(11, 12)]
+    room.close()
+
+
+def test_the_pacer_holds_while_ticks_run_late_and_forgets_an_old_lateness() -> None:
+    clock = Clock()
+    pacer = Pacer(rate=1000, burst=100, clock=clock)
+    pacer.late(0.005)  # a little late: not behind
+    assert pacer.wait() == 0
+    pacer.late(0.03)  # behind: hold for as long
+    assert abs(pacer.wait() - 0.03) < 1e-9
+    pacer.late(0.2)
+    assert pacer.wait() == MAX_HOLD_S
+    clock.now += LATE_FRESH_S + 0.01  # no tick since: the lateness is forgotten
+    assert pacer.wait() == 0
+    pacer.late(LATE_LIMIT_S)  # at the limit is not behind
+    assert pacer.wait() == 0
+
+
+async def test_a_room_whose_tick_ran_late_holds_the_next_event_then_sends_it() -> None:
+    pacer = Pacer()  # the real clock, as the loop's
+    watcher = conn("facilitator")
+    room = room_with(watcher, pacer=pacer)
+    room.on_message(event(11, "input.unlocked"))  # at once; its tick is armed
+    assert [f.last for f in frames(watcher)] == [11]
+    time.sleep(0.04)  # the worker is busy: the tick runs about 40 ms late
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert pacer.wait() > LATE_LIMIT_S
+    room.on_message(event(12, "input.locked"))  # a new quiet spell, but the loop is behind
+    assert frames(watcher) == [] and room.holding()
+    deadline = asyncio.get_running_loop().time() + 5
+    sent: list[Frame] = []
+    while not sent and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.005)
+        sent = frames(watcher)
+    assert [(f.first, f.last) for f in sent] == [(12, 12)]
     room.close()
