@@ -341,6 +341,16 @@ async def test_events_read_from_the_log_seed_the_ring_below_what_it_heard() -> N
     room.close()
 
 
+async def next_frames(c: Connection) -> list[Frame]:
+    """The frames of the connection's next tick (waits up to 5 s for them)."""
+    deadline = asyncio.get_running_loop().time() + 5
+    sent: list[Frame] = []
+    while not sent and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.005)
+        sent = frames(c)
+    return sent
+
+
 class Clock:
     """A clock the test moves by hand."""
 
@@ -395,11 +405,7 @@ async def test_a_room_beyond_budget_holds_even_the_first_event_until_the_tick() 
     assert frames(watcher) == []  # not on the next turn: the budget is spent
     # The room's tick is due when the budget is back (its clock here does not move,
     # so the wait stays 20 ms of the loop's time); both events go as one frame.
-    deadline = asyncio.get_running_loop().time() + 5
-    sent: list[Frame] = []
-    while not sent and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.005)
-        sent = frames(watcher)
+    sent = await next_frames(watcher)
     assert [(f.first, f.last) for f in sent] == [(11, 12)]
     room.close()
 
@@ -431,10 +437,6 @@ async def test_a_room_whose_tick_ran_late_holds_the_next_event_then_sends_it() -
     assert pacer.wait() > LATE_LIMIT_S
     room.on_message(event(12, "input.locked"))  # a new quiet spell, but the loop is behind
     assert frames(watcher) == [] and room.holding()
-    deadline = asyncio.get_running_loop().time() + 5
-    sent: list[Frame] = []
-    while not sent and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.005)
-        sent = frames(watcher)
+    sent = await next_frames(watcher)
     assert [(f.first, f.last) for f in sent] == [(12, 12)]
     room.close()
