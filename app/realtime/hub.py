@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 Message = dict[str, Any]
 Listener = Callable[[Message], None]
 RESYNC: Message = {"type": "hub.resync"}
+
+
+async def _carried() -> None:
+    """What `Hub.send` gives back when the message is already delivered."""
 
 
 class Hub:
@@ -40,6 +44,18 @@ class Hub:
 
     async def publish(self, workshop_id: str, message: Message) -> None:
         raise NotImplementedError
+
+    async def send(self, workshop_id: str, message: Message) -> Awaitable[None]:
+        """Publish in two steps: on return the message is on its way, in call order
+        with every other `send` and `publish` of this process; the awaitable it gives
+        completes once the backend has taken it (and raises as `publish` would).
+
+        A workshop's commands take turns on a worker (LiveService): each releases its
+        turn after this call and waits for the backend outside it. Here (and in
+        `MemoryHub`) the whole publish happens at once.
+        """
+        await self.publish(workshop_id, message)
+        return _carried()
 
     def subscribe(self, workshop_id: str, listener: Listener) -> None:
         self._listeners[workshop_id].add(listener)

@@ -30,7 +30,7 @@ import json
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -81,6 +81,10 @@ class Publisher:
         self._connecting = asyncio.Lock()
 
     async def publish(self, channel: str, data: str) -> None:
+        await self.replied(*await self.send(channel, data))
+
+    async def send(self, channel: str, data: str) -> tuple[AbstractConnection, asyncio.Future[Any]]:
+        """Write the PUBLISH now, in call order; `replied` waits for its reply."""
         conn = self._conn or await self._connect()
         reply = asyncio.get_running_loop().create_future()
         self._replies.append(reply)
@@ -91,6 +95,10 @@ class Publisher:
         except BaseException as exc:
             await self._drop(conn, exc)
             raise
+        return conn, reply
+
+    async def replied(self, conn: AbstractConnection, reply: asyncio.Future[Any]) -> None:
+        """The reply to one `send`, within the timeout (else the connection is dropped)."""
         try:
             async with asyncio.timeout(self._timeout):
                 await reply
@@ -229,21 +237,51 @@ class RedisHub(Hub):
             await publisher.close()
 
     async def publish(self, workshop_id: str, message: Message) -> None:
+        await (await self.send(workshop_id, message))
+
+    async def send(self, workshop_id: str, message: Message) -> Awaitable[None]:
+        """Write the PUBLISH now; the awaitable waits for Redis's reply (see Hub.send).
+
+        A publish whose connection fails (before or after the write) is tried once
+        more on a new connection, inside the awaitable: that second try may reach
+        the room after events sent later, which the room's seq check sorts out.
+        """
         publisher = self._publisher
         if publisher is None:
             raise HubUnavailable("RedisHub.publish called before start()")
+        channel = self._prefix + workshop_id
         data = json.dumps(message, separators=(",", ":"))
-        error: Exception | None = None
-        for _attempt in range(2):  # the failed connection is dropped; retry reconnects
-            try:
-                await publisher.publish(self._prefix + workshop_id, data)
-                return
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                error = exc
-            except RedisError as exc:
-                error = exc
-                break
-        raise HubUnavailable(f"cannot publish to Redis at {self._where}: {error}") from error
+        try:
+            sent = await publisher.send(channel, data)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            return self._again(publisher, channel, data)
+        except RedisError as exc:
+            raise self._unavailable(exc) from exc
+        return self._replied(publisher, channel, data, sent)
+
+    async def _replied(
+        self,
+        publisher: Publisher,
+        channel: str,
+        data: str,
+        sent: tuple[AbstractConnection, asyncio.Future[Any]],
+    ) -> None:
+        try:
+            await publisher.replied(*sent)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            await self._again(publisher, channel, data)
+        except RedisError as exc:
+            raise self._unavailable(exc) from exc
+
+    async def _again(self, publisher: Publisher, channel: str, data: str) -> None:
+        """The second try, after the failed connection was dropped: it reconnects."""
+        try:
+            await publisher.publish(channel, data)
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, error: BaseException) -> HubUnavailable:
+        return HubUnavailable(f"cannot publish to Redis at {self._where}: {error}")
 
     async def _run(self) -> None:
         while True:

@@ -269,6 +269,19 @@ async def test_concurrent_publishes_keep_their_order_on_one_connection(
     assert len(await _publisher_ids(admin, one)) == 1, "one publishing connection"
 
 
+async def test_send_writes_at_once_and_the_reply_is_awaited_later(hubs: MakeHub) -> None:
+    """`send` returns once the PUBLISH is written: the message reaches the other worker
+    before anyone waits for Redis's reply, and sends keep their call order."""
+    one, two = await hubs(), await hubs()
+    got: list[Message] = []
+    two.subscribe("w1", got.append)
+    sent = [{"type": "event", "seq": i} for i in range(50)]
+    waiting = [await one.send("w1", message) for message in sent]
+    await eventually(lambda: len(got) == 50, "50 messages, no reply awaited yet")
+    assert got == sent
+    await asyncio.wait_for(asyncio.gather(*waiting), 5)
+
+
 async def test_a_killed_publishing_connection_is_replaced(hubs: MakeHub, admin: Redis) -> None:
     one, two = await hubs(), await hubs()
     got: list[Message] = []
@@ -399,3 +412,18 @@ async def test_a_handshake_without_reply_times_out() -> None:
         assert "connecting" in str(results[0])
         assert publisher._conn is None
         assert (silent.connections, silent.publishes) == (2, 0)  # each tried once
+
+
+async def test_send_does_not_wait_for_the_reply_and_its_awaitable_retries_once() -> None:
+    """The worker's turn ends when `send` returns: that is once the PUBLISH is
+    written, whether or not Redis answers. Waiting for the reply comes after; a
+    silent connection fails it there, after one more try on a new connection."""
+    async with SilentRedis() as silent:
+        hub = RedisHub(f"redis://127.0.0.1:{silent.port}/0", client_name="cxw-test-silent")
+        hub._publisher = _silent_publisher(silent)
+        waiting = await asyncio.wait_for(hub.send("w1", {"type": "event", "seq": 1}), 1)
+        await eventually(lambda: silent.publishes == 1, "the PUBLISH written")
+        with pytest.raises(HubUnavailable, match="no reply to PUBLISH"):
+            await waiting
+        assert (silent.connections, silent.publishes) == (2, 2)
+        await hub._publisher.close()

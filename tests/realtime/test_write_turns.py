@@ -88,3 +88,43 @@ async def test_a_command_that_writes_no_event_gives_its_number_back(
     assert (await fac.do("input.lock"))["seq"] == seq + 1
     assert (await ann.refused("card.vote", card_id=CARD, choice="do"))["code"] == "locked"
     assert (await fac.do("input.unlock"))["seq"] == seq + 2
+
+
+async def test_a_workshops_turn_ends_once_its_events_are_sent_not_when_the_hub_replies(
+    server: Server, workshop: Workshop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command waits for the hub's reply (Redis's, with several workers) outside its
+    workshop's turn: the next command of the room runs meanwhile, and each sender's
+    ack still comes only once its own event has been carried."""
+    fac = await workshop.facilitator()
+    _pa, ann = await workshop.participant("Ann")
+    _pb, bob = await workshop.participant("Bob")
+    await fac.do("workshop.start")
+    hub = server.app.state.live.hub
+    send = hub.send
+    held = asyncio.Event()
+    sent: list[int] = []
+
+    async def slow_reply(workshop_id: str, message: dict[str, Any]) -> Any:
+        carried = await send(workshop_id, message)  # delivered now
+        sent.append(message["seq"])
+        first = len(sent) == 1
+
+        async def reply() -> None:
+            await carried
+            if first:
+                await held.wait()  # the first command's reply is late
+
+        return reply()
+
+    monkeypatch.setattr(hub, "send", slow_reply)
+    ann_cid = await ann.send("card.vote", card_id=CARD, choice="do")
+    # Ann's vote is stored and delivered, her ack waits for the hub's reply...
+    await bob.until(lambda m: m.get("type") == "card.voted" and m["cid"] == ann_cid)
+    # ...while Bob's vote, in the same workshop, goes through on its own.
+    bob_ack = await bob.do("card.vote", card_id=CARD, choice="dont")
+    assert sent == [bob_ack["seq"] - 1, bob_ack["seq"]]
+    assert not [m for m in await ann.quiet(0.2) if m.get("cid") == ann_cid and "seq" not in m]
+    assert not [m for m in ann.received if m.get("type") == "ack"]
+    held.set()
+    assert (await ann.reply(ann_cid))["type"] == "ack"

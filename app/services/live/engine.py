@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -361,8 +362,19 @@ class LiveService:
         if type_ == "note.drag":
             return await self._drag(actor, command)
         turn = self._write_turn or self._workshop_turns.get(actor.workshop_id)
-        async with turn:
-            return await self._write(actor, command, handler)
+        sent: list[Awaitable[None]] = []
+        try:
+            async with turn:
+                outcome = await self._write(actor, command, handler, sent)
+            # The turn ends once the events are written to the hub, in seq order: the
+            # next command runs while the hub's reply (Redis's) is on its way.
+            while sent:
+                await self._carried(actor.workshop_id, sent.pop(0))
+        finally:
+            for waiting in sent:  # cancelled: never awaited
+                if inspect.iscoroutine(waiting):
+                    waiting.close()
+        return outcome
 
     async def _drag(self, actor: Actor, command: m.DragNote) -> Outcome:
         """A drag preview is checked and published, never written."""
@@ -404,14 +416,18 @@ class LiveService:
         finally:
             lane.rollback()
 
-    async def _write(self, actor: Actor, command: Any, handler: Handler) -> Outcome:
+    async def _write(
+        self, actor: Actor, command: Any, handler: Handler, sent: list[Awaitable[None]]
+    ) -> Outcome:
+        """Write and commit a command, and send its events to the hub (`sent`: what
+        is still to be awaited for each, see `Hub.send`)."""
         type_ = command.type
         try:
             if self.pg_lane is not None:
                 definition = self.cache.peek(actor.workshop_id)
                 done = await self.pg_lane.run(actor, command, definition, utcnow())
                 if done is not None:
-                    await self.publish(actor.workshop_id, done.event)
+                    await self._send(actor.workshop_id, done.event, sent)
                     return Outcome(events=[done.event], result=done.result, seq=done.event["seq"])
             ctx = self._on_lane(actor, command, handler)
             if ctx is None:
@@ -428,7 +444,7 @@ class LiveService:
                 "try_again", "the server could not save that just now; try again"
             ) from exc
         for event in ctx.events:
-            await self.publish(actor.workshop_id, event)
+            await self._send(actor.workshop_id, event, sent)
         last = ctx.events[-1]["seq"] if ctx.events else None
         return Outcome(events=ctx.events, result=ctx.result, seq=last)
 
@@ -496,6 +512,21 @@ class LiveService:
             await self.hub.publish(workshop_id, message)
         except Exception:
             # Committed already: clients will see a gap in seq and catch up from the log.
+            log.exception("publish failed for workshop %s", workshop_id)
+
+    async def _send(
+        self, workshop_id: str, message: dict[str, Any], sent: list[Awaitable[None]]
+    ) -> None:
+        """`publish` in two steps (Hub.send): the write now, the wait added to `sent`."""
+        try:
+            sent.append(await self.hub.send(workshop_id, message))
+        except Exception:
+            log.exception("publish failed for workshop %s", workshop_id)
+
+    async def _carried(self, workshop_id: str, waiting: Awaitable[None]) -> None:
+        try:
+            await waiting
+        except Exception:
             log.exception("publish failed for workshop %s", workshop_id)
 
     async def _context(
