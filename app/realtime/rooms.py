@@ -105,6 +105,15 @@ MAX_HOLD_S = 0.05
 # event; a lateness older than LATE_FRESH_S no longer counts.
 LATE_LIMIT_S = 0.015
 LATE_FRESH_S = 0.1
+# With several workers, a workshop's events reach a room in the order the workers
+# published them, which is not always their seq order (each worker publishes once
+# its command's commit is back). A room that hears an event ahead of one it has not
+# heard yet (or an ephemeral event naming a seq it has not heard) holds what it heard
+# for up to HOLE_WAIT_S, looking every HOLE_POLL_S, for the missing one to arrive;
+# then it sends what it has, in seq order, and the writers fetch from the log only
+# what never came (a publish that was lost).
+HOLE_WAIT_S = 0.1
+HOLE_POLL_S = 0.002
 
 
 class Pacer:
@@ -161,6 +170,10 @@ def _total_key(message: dict[str, Any]) -> tuple[Any, ...]:
     return ("dot", message["note_id"])
 
 
+def _in_seq_order(message: dict[str, Any]) -> tuple[int, bool]:
+    return int(message["seq"]), message["type"] in EPHEMERAL_EVENTS
+
+
 def _coalesce_key(message: dict[str, Any]) -> tuple[str, Any] | None:
     """Ephemeral events where only the latest per key matters (drag previews, presence)."""
     type_ = message["type"]
@@ -209,6 +222,14 @@ class Room:
         self._tick: asyncio.TimerHandle | None = None
         self._due = 0.0  # when the armed tick should run (the loop's time)
         self._deferred: list[tuple[Connection, str, Any]] = []  # after the held events
+        # Every stored seq up to `_heard` was heard (or given up on, `_give_up`);
+        # `_early` holds those heard ahead of a hole, `_need` the highest seq an
+        # ephemeral event named, `_hole_at` since when (the loop's time) one is open.
+        self._heard = seq
+        self._early: dict[int, dict[str, Any]] = {}
+        self._need = seq
+        self._hole_at: float | None = None
+        self._unordered = False  # the held events may be out of seq order
         # The latest stored events heard, consecutive, as the log would replay them:
         # resumes and gap fills are served from here when it covers them.
         self.ring: deque[dict[str, Any]] = deque(maxlen=RING_SIZE)
@@ -226,6 +247,7 @@ class Room:
 
     def on_message(self, message: dict[str, Any]) -> None:
         if message is RESYNC or message.get("type") == RESYNC["type"]:
+            self._give_up()
             self.flush()
             self.gate.forget()
             self.ring.clear()  # messages were lost: only the log knows them
@@ -239,24 +261,61 @@ class Room:
             self.anonymous = bool(message["anonymous"])
         elif type_ == "participant.presence":
             self.presence[message["participant_id"]] = message["status"]
+        seq = int(message["seq"])
         if type_ not in EPHEMERAL_EVENTS:
             self.gate.hear(message)
-            self._keep(message)
+            self._hear(seq, message)
+        elif seq > self._need:
+            self._need = seq
         # An ephemeral event names a stored seq too (a join over HTTP is heard only so).
-        self.last_seq = max(self.last_seq, int(message["seq"]))
+        self.last_seq = max(self.last_seq, seq)
+        if self._hole_at is None and self._need > self._heard:
+            self._hole_at = asyncio.get_running_loop().time()
+            self._unordered = True
         key = _coalesce_key(message)
         if key is not None:
             self._latest[key] = message
         self._held.append(message)
         if self._tick is None:
             # Leading edge: after a quiet spell the first event goes at once (if the
-            # worker's budget allows); what follows waits for the next tick.
-            if self.pacer.wait() <= 0:
+            # worker's budget allows and nothing is missing); what follows waits for
+            # the next tick.
+            if self.pacer.wait() <= 0 and self._hole_at is None:
                 self.flush()
             self._arm()
 
+    def _hear(self, seq: int, message: dict[str, Any]) -> None:
+        """A stored event: into the ring in seq order, or held aside until the ones
+        before it are heard."""
+        if seq <= self._heard:
+            self._keep(message)  # an old one again (the ring keeps it only if new)
+            return
+        if seq > self._heard + 1:
+            self._early[seq] = message
+            self._need = max(self._need, seq)
+            return
+        self._keep(message)
+        self._heard = seq
+        early = self._early
+        while early and (following := early.pop(self._heard + 1, None)) is not None:
+            self._keep(following)
+            self._heard += 1
+        if not early and self._need <= self._heard:
+            self._hole_at = None
+
+    def _give_up(self) -> None:
+        """Stop waiting for what is missing: the writers fetch it from the log."""
+        for seq in sorted(self._early):
+            self._keep(self._early[seq])
+        self._heard = max(self._heard, self._need, *self._early)
+        self._need = self._heard
+        self._early.clear()
+        self._hole_at = None
+
     def _arm(self) -> None:
         loop, wait = asyncio.get_running_loop(), self.pacer.wait()
+        if self._hole_at is not None:
+            wait = min(wait, HOLE_POLL_S)
         self._due = loop.time() + wait
         self._tick = loop.call_later(wait, self._on_tick)
 
@@ -300,7 +359,13 @@ class Room:
 
     def _on_tick(self) -> None:
         self._tick = None
-        self.pacer.late(asyncio.get_running_loop().time() - self._due)
+        now = asyncio.get_running_loop().time()
+        self.pacer.late(now - self._due)
+        if self._hole_at is not None:
+            if now - self._hole_at < HOLE_WAIT_S:
+                self._arm()  # still waiting for what is missing
+                return
+            self._give_up()
         if self._held:
             self.flush()
             self._arm()
@@ -317,6 +382,11 @@ class Room:
             return
         self._held, self._latest = [], {}
         self.pacer.spend(max(1, len(self.connections)))
+        if self._unordered:
+            # Heard out of order (a hole was waited for): in seq order, each
+            # ephemeral event after the stored one it names.
+            self._unordered = False
+            held.sort(key=_in_seq_order)
         events = [
             msg for msg in held if (key := _coalesce_key(msg)) is None or latest.get(key) is msg
         ]

@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket
 from app.realtime import messages as m
 from app.realtime.gate import DragGate
 from app.realtime.rooms import (
+    HOLE_WAIT_S,
     LATE_FRESH_S,
     LATE_LIMIT_S,
     MAX_HOLD_S,
@@ -316,7 +317,11 @@ async def test_resumes_come_from_the_rooms_ring_while_it_covers_them() -> None:
     assert room.replay(16, 0, 1000) is None  # ahead of anything heard: the log (or a snapshot)
     assert room.replay(12, 16, 1000) is None  # must reach a seq not heard yet: the log
     assert room.replay(12, 0, 2) is None  # more than the resume limit: a snapshot
-    room.on_message(event(18, "input.unlocked"))  # 16 and 17 were never heard
+    room.on_message(event(18, "input.unlocked"))  # 16 and 17 are not heard (yet)
+    # Held aside while the room waits for them: the ring still ends at 15.
+    assert [e["seq"] for e in room.replay(14, 0, 1000) or []] == [15]
+    assert room.replay(17, 0, 1000) is None
+    await asyncio.sleep(HOLE_WAIT_S + 0.05)  # they never come: the ring starts again
     assert room.replay(14, 0, 1000) is None
     assert [e["seq"] for e in room.replay(17, 0, 1000) or []] == [18]
     room.on_message({"type": "hub.resync"})
@@ -439,4 +444,60 @@ async def test_a_room_whose_tick_ran_late_holds_the_next_event_then_sends_it() -
     assert frames(watcher) == [] and room.holding()
     sent = await next_frames(watcher)
     assert [(f.first, f.last) for f in sent] == [(12, 12)]
+    room.close()
+
+
+async def test_an_event_heard_ahead_of_a_missing_one_waits_for_it_then_both_go_in_order() -> None:
+    """With several workers a room can hear seq 12 before 11: it holds 12 (and
+    anything after it) until 11 arrives, then sends them in seq order as one frame
+    that follows on, so no writer fetches from the log."""
+    watcher = conn("facilitator")
+    watcher.last_seq = 10
+    room = room_with(watcher)  # heard up to 10
+    room.on_message(event(12, "input.locked"))
+    room.on_message(dragging(12, "n1", 0.4))  # names 12: after it
+    await asyncio.sleep(0.02)
+    assert frames(watcher) == [] and room.holding()
+    room.on_message(event(11, "input.unlocked"))
+    [frame] = await next_frames(watcher)
+    assert (frame.first, frame.last, frame.clean, frame.need) == (11, 12, True, 0)
+    assert [e["seq"] for e in json.loads(frame.text)["events"]] == [11, 12, 12]
+    assert _whole(watcher, frame)
+    assert [e["seq"] for e in room.replay(10, 12, 1000) or []] == [11, 12]
+    room.on_message(event(13, "input.unlocked"))  # no hole: at once
+    assert [f.last for f in frames(watcher)] == [13]
+    room.close()
+
+
+async def test_an_ephemeral_event_naming_a_seq_not_heard_waits_for_it() -> None:
+    watcher = conn("facilitator")
+    room = room_with(watcher)
+    room.on_message(dragging(11, "n1", 0.4))  # checked after 11 was stored elsewhere
+    await asyncio.sleep(0.02)
+    assert frames(watcher) == []
+    room.on_message(event(11, "note.moved", note_id="n2", x=0.2, y=0.2, area="now"))
+    [frame] = await next_frames(watcher)
+    assert [(e["type"], e["seq"]) for e in json.loads(frame.text)["events"]] == [
+        ("note.moved", 11),
+        ("note.dragging", 11),
+    ]
+    room.close()
+
+
+async def test_what_never_arrives_is_waited_for_only_so_long() -> None:
+    """A publish that was lost: after HOLE_WAIT_S the room sends what it has (the
+    writers then fetch the missing event from the log) and waits no more for it."""
+    watcher = conn("facilitator")
+    watcher.last_seq = 10
+    room = room_with(watcher)
+    started = asyncio.get_running_loop().time()
+    room.on_message(event(12, "input.locked"))
+    [frame] = await next_frames(watcher)
+    assert asyncio.get_running_loop().time() - started >= HOLE_WAIT_S
+    assert (frame.first, frame.last) == (12, 12)
+    assert not _whole(watcher, frame)
+    room.on_message(event(13, "input.unlocked"))
+    assert [f.last for f in frames(watcher)] == [13]  # at once: nothing missing now
+    room.on_message(event(11, "input.unlocked"))  # the lost one after all: old now
+    await asyncio.sleep(0.01)
     room.close()

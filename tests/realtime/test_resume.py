@@ -86,16 +86,26 @@ def lose_publishes(
 ) -> list[dict[str, Any]]:
     """Make the hub lose the published messages matching `lost` (committed anyway,
     as when a publish fails after commit); returns the list of those lost."""
-    original = LiveService.publish
+    publish, send = LiveService.publish, LiveService._send
     dropped: list[dict[str, Any]] = []
 
     async def lossy(self: LiveService, workshop_id: str, message: dict[str, Any]) -> None:
         if lost(message):
             dropped.append(message)
             return
-        await original(self, workshop_id, message)
+        await publish(self, workshop_id, message)
+
+    async def lossy_send(
+        self: LiveService, workshop_id: str, message: dict[str, Any], sent: list[Any]
+    ) -> None:
+        # The commands' path (the wait for the hub comes after the workshop's turn).
+        if lost(message):
+            dropped.append(message)
+            return
+        await send(self, workshop_id, message, sent)
 
     monkeypatch.setattr(LiveService, "publish", lossy)
+    monkeypatch.setattr(LiveService, "_send", lossy_send)
     return dropped
 
 
