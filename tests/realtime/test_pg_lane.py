@@ -372,3 +372,46 @@ async def test_a_call_that_fails_midway_answers_try_again(
     finally:
         _live(server).pg_lane = lane
     assert (await ann.do("card.vote", card_id=CARD, choice="do"))["seq"] is not None
+
+
+async def test_one_rooms_lane_calls_run_side_by_side_and_arrive_in_seq_order(
+    server: Server, workshop: Workshop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lane calls take no turn: while Ann's committed vote waits for its answer, Bob's
+    goes through, and its event is published first; the room still gives everyone
+    Ann's event, then Bob's."""
+    fac = await workshop.facilitator()
+    _pa, ann = await workshop.participant("Ann")
+    _pb, bob = await workshop.participant("Bob")
+    start = (await fac.do("workshop.start"))["seq"]
+    lane = _lane(server)
+    call = lane._call
+    held = asyncio.Event()
+    calls = 0
+
+    async def slow_answer(sql: str, args: tuple[Any, ...]) -> Any:
+        nonlocal calls
+        calls += 1
+        first = calls == 1
+        row = await call(sql, args)  # committed
+        if first:
+            await held.wait()  # its answer is late
+        return row
+
+    monkeypatch.setattr(lane, "_call", slow_answer)
+    ann_cid = await ann.send("card.vote", card_id=CARD, choice="do")
+    for _ in range(100):
+        if calls:
+            break
+        await asyncio.sleep(0.01)
+    bob_ack = await bob.do("card.vote", card_id=CARD, choice="dont")
+    assert bob_ack["seq"] == start + 2  # Ann's took start + 1 and is not answered yet
+    assert not [m for m in ann.received if m.get("cid") == ann_cid]
+    await asyncio.sleep(0.03)
+    held.set()
+    ann_ack = await ann.reply(ann_cid)
+    assert (ann_ack["type"], ann_ack["seq"]) == ("ack", start + 1)
+    for client in (fac, ann, bob):
+        await client.until(lambda m: m.get("type") == "card.voted" and m["seq"] == start + 2)
+        stored = [m["seq"] for m in client.events() if m["seq"] > start]
+        assert stored == [start + 1, start + 2], client.name

@@ -33,6 +33,7 @@ from app.services.live import facilitation as fac
 from app.services.live import participation as part
 from app.services.live.context import Actor, Ctx, Rejected, utcnow
 from app.services.live.lane import Lane, NeedsOrm
+from app.services.live.pg_lane import PREPARE as PG_LANE_TYPES
 from app.services.live.pg_lane import PgLane
 from app.services.live.workshop_row import COLUMNS, WorkshopRow
 
@@ -304,6 +305,11 @@ class KeyedLocks:
         return len(self._locks)
 
 
+def _not_saved(type_: str, exc: Exception) -> Rejected:
+    log.warning("database unavailable for %s: %s", type_, exc)
+    return Rejected("try_again", "the server could not save that just now; try again")
+
+
 class LiveService:
     def __init__(
         self,
@@ -361,11 +367,13 @@ class LiveService:
             raise Rejected("forbidden", "only the facilitator can do that")
         if type_ == "note.drag":
             return await self._drag(actor, command)
-        turn = self._write_turn or self._workshop_turns.get(actor.workshop_id)
         sent: list[Awaitable[None]] = []
         try:
-            async with turn:
-                outcome = await self._write(actor, command, handler, sent)
+            outcome = await self._on_pg_lane(actor, command, sent)
+            if outcome is None:
+                turn = self._write_turn or self._workshop_turns.get(actor.workshop_id)
+                async with turn:
+                    outcome = await self._write(actor, command, handler, sent)
             # The turn ends once the events are written to the hub, in seq order: the
             # next command runs while the hub's reply (Redis's) is on its way.
             while sent:
@@ -423,12 +431,6 @@ class LiveService:
         is still to be awaited for each, see `Hub.send`)."""
         type_ = command.type
         try:
-            if self.pg_lane is not None:
-                definition = self.cache.peek(actor.workshop_id)
-                done = await self.pg_lane.run(actor, command, definition, utcnow())
-                if done is not None:
-                    await self._send(actor.workshop_id, done.event, sent)
-                    return Outcome(events=[done.event], result=done.result, seq=done.event["seq"])
             ctx = self._on_lane(actor, command, handler)
             if ctx is None:
                 # The whole transaction in one greenlet: see AtOnceSession.
@@ -439,14 +441,35 @@ class LiveService:
             log.info("integrity conflict on %s: %s", type_, exc.orig)
             raise Rejected("conflict", "that changed while you acted; try again") from exc
         except (OperationalError, DBAPIError, OSError) as exc:
-            log.warning("database unavailable for %s: %s", type_, exc)
-            raise Rejected(
-                "try_again", "the server could not save that just now; try again"
-            ) from exc
+            raise _not_saved(type_, exc) from exc
         for event in ctx.events:
             await self._send(actor.workshop_id, event, sent)
         last = ctx.events[-1]["seq"] if ctx.events else None
         return Outcome(events=ctx.events, result=ctx.result, seq=last)
+
+    async def _on_pg_lane(
+        self, actor: Actor, command: Any, sent: list[Awaitable[None]]
+    ) -> Outcome | None:
+        """A participant's frequent command in one call (pg_lane.py); None: not done
+        there, nothing was written.
+
+        It takes no turn: the function holds the workshop's row lock only while it
+        runs on the server, and a worker's few lane connections bound how many of its
+        calls wait there. Several calls of one room are under way at once; their
+        events may reach the hub out of seq order, which rooms put right.
+        """
+        lane = self.pg_lane
+        if lane is None or command.type not in PG_LANE_TYPES:
+            return None
+        definition = self.cache.peek(actor.workshop_id)
+        try:
+            done = await lane.run(actor, command, definition, utcnow())
+        except OSError as exc:  # LaneUnavailable: it may or may not have been written
+            raise _not_saved(command.type, exc) from exc
+        if done is None:
+            return None
+        await self._send(actor.workshop_id, done.event, sent)
+        return Outcome(events=[done.event], result=done.result, seq=done.event["seq"])
 
     def _on_lane(self, actor: Actor, command: Any, handler: Handler) -> Ctx | None:
         """Check, write and commit on the lane (see lane.py); None: use the usual path,
