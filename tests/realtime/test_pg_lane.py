@@ -377,34 +377,38 @@ async def test_a_call_that_fails_midway_answers_try_again(
 async def test_one_rooms_lane_calls_run_side_by_side_and_arrive_in_seq_order(
     server: Server, workshop: Workshop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Lane calls take no turn: while Ann's committed vote waits for its answer, Bob's
-    goes through, and its event is published first; the room still gives everyone
-    Ann's event, then Bob's."""
+    """Lane calls take no turn: while Ann's committed move waits for its answer, Bob's
+    new note (another function) goes through, and its event is published first; the
+    room still gives everyone Ann's event, then Bob's."""
     fac = await workshop.facilitator()
     _pa, ann = await workshop.participant("Ann")
     _pb, bob = await workshop.participant("Bob")
-    start = (await fac.do("workshop.start"))["seq"]
+    await fac.do("workshop.start")
+    await fac.do("phase.goto", index=REFLECT)
+    await ann.do("note.create", area="how", text="Mine")
+    created = await ann.until("note.created")
+    start = created["seq"]
     lane = _lane(server)
     call = lane._call
     held = asyncio.Event()
     calls = 0
 
-    async def slow_answer(sql: str, args: tuple[Any, ...]) -> Any:
+    async def slow_answer(sql: str, args: list[tuple[Any, ...]]) -> Any:
         nonlocal calls
         calls += 1
         first = calls == 1
-        row = await call(sql, args)  # committed
+        rows = await call(sql, args)  # committed
         if first:
             await held.wait()  # its answer is late
-        return row
+        return rows
 
     monkeypatch.setattr(lane, "_call", slow_answer)
-    ann_cid = await ann.send("card.vote", card_id=CARD, choice="do")
+    ann_cid = await ann.send("note.move", note_id=created["note"]["id"], x=0.5, y=0.5)
     for _ in range(100):
         if calls:
             break
         await asyncio.sleep(0.01)
-    bob_ack = await bob.do("card.vote", card_id=CARD, choice="dont")
+    bob_ack = await bob.do("note.create", area="now", text="Bob's")
     assert bob_ack["seq"] == start + 2  # Ann's took start + 1 and is not answered yet
     assert not [m for m in ann.received if m.get("cid") == ann_cid]
     await asyncio.sleep(0.03)
@@ -412,6 +416,78 @@ async def test_one_rooms_lane_calls_run_side_by_side_and_arrive_in_seq_order(
     ann_ack = await ann.reply(ann_cid)
     assert (ann_ack["type"], ann_ack["seq"]) == ("ack", start + 1)
     for client in (fac, ann, bob):
-        await client.until(lambda m: m.get("type") == "card.voted" and m["seq"] == start + 2)
+        await client.until(lambda m: m.get("type") == "note.created" and m["seq"] == start + 2)
         stored = [m["seq"] for m in client.events() if m["seq"] > start]
         assert stored == [start + 1, start + 2], client.name
+
+
+async def test_calls_that_wait_for_one_of_their_kind_go_together_or_alone_if_refused(
+    server: Server, workshop: Workshop
+) -> None:
+    """While a call of one function for one workshop is under way, the next ones wait
+    and go as one transaction (one commit for all). A batch the server refuses (one
+    of its calls is) writes nothing, and each call then goes alone."""
+    fac = await workshop.facilitator()
+    pids = [(await workshop.participant(name))[0] for name in ("Ann", "Bob", "Cat", "Dan")]
+    await fac.do("workshop.start")
+    ann, bob, cat, dan = (
+        Actor(role="participant", workshop_id=workshop.id, participant_id=pid) for pid in pids
+    )
+    definition = _live(server).cache.peek(workshop.id)
+    lane = make_pg_lane(server.app.state.engine)
+    assert lane is not None
+    call = lane._call
+    sizes: list[int] = []
+    hold = [False]
+    started = asyncio.Event()
+    held = asyncio.Event()
+
+    async def spy(sql: str, calls: list[tuple[Any, ...]]) -> Any:
+        sizes.append(len(calls))
+        rows = await call(sql, calls)
+        if hold[0]:  # each round's first call: the others queue behind it
+            hold[0] = False
+            started.set()
+            await held.wait()
+        return rows
+
+    lane._call = spy  # type: ignore[method-assign]
+
+    async def round_of(*actors: Actor) -> list[Any]:
+        hold[0] = True
+        started.clear()
+        held.clear()
+        first = asyncio.create_task(lane.run(actors[0], _vote(), definition, utcnow()))
+        await asyncio.wait_for(started.wait(), 10)
+        rest = [
+            asyncio.create_task(lane.run(actor, _vote(), definition, utcnow()))
+            for actor in actors[1:]
+        ]
+        await asyncio.sleep(0.02)
+        held.set()
+        return [await task for task in (first, *rest)]
+
+    admin = await asyncpg.connect(_dsn(server))
+    try:
+        done = await round_of(ann, bob, cat)
+        assert sizes == [1, 2]  # Bob's and Cat's together
+        seqs = [d.event["seq"] for d in done]
+        assert seqs == [seqs[0], seqs[0] + 1, seqs[0] + 2]
+        assert [d.event["voters"] for d in done] == [1, 2, 3]
+        # Dan is removed: the function refuses his vote, and with it the batch.
+        await admin.execute(
+            "UPDATE participant SET removed_at = now() WHERE id = $1", dan.participant_id
+        )
+        done = await round_of(ann, bob, dan)
+        assert sizes == [1, 2, 1, 2, 1, 1]  # the batch, then Bob's and Dan's alone
+        assert done[0] is not None and done[1] is not None and done[2] is None
+        assert done[1].event["seq"] == done[0].event["seq"] + 1
+        stored = await admin.fetch(
+            "SELECT seq FROM event WHERE workshop_id = $1 AND seq > $2 ORDER BY seq",
+            workshop.id,
+            seqs[-1],
+        )
+        assert [r["seq"] for r in stored] == [seqs[-1] + 1, seqs[-1] + 2]
+    finally:
+        await admin.close()
+        await lane.close()

@@ -64,6 +64,10 @@ _SPOTS_X = [x for x, _y in SPOTS]
 _SPOTS_Y = [y for _x, y in SPOTS]
 
 
+# What a call that waited gets when its batch was refused as a whole: it goes alone.
+_ALONE: Any = object()
+
+
 class LaneUnavailable(OSError):
     """The lane's connection failed: nothing is known to have been written."""
 
@@ -256,6 +260,11 @@ class PgLane:
             self._slots.put_nowait(None)
         self.enabled = True
         self.calls = 0  # commands written here (tests read it)
+        # Per (workshop, function) with a call under way: the calls waiting for it.
+        self._waiting: dict[
+            tuple[str, str], list[tuple[tuple[Any, ...], asyncio.Future[asyncpg.Record | None]]]
+        ] = {}
+        self._batches: set[asyncio.Task[None]] = set()
 
     async def run(
         self,
@@ -274,7 +283,7 @@ class PgLane:
         if call is None:
             return None
         args = (actor.workshop_id, pid, *call.args, now, actor.log_tag)
-        row = await self._call(call.sql, args)
+        row = await self._call_with_others((actor.workshop_id, call.sql), args)
         if row is None:
             return None
         payload, result = call.finish(row)
@@ -290,7 +299,68 @@ class PgLane:
         self.calls += 1
         return Done(event, result)
 
-    async def _call(self, sql: str, args: tuple[Any, ...]) -> asyncpg.Record | None:
+    async def _call_with_others(
+        self, key: tuple[str, str], args: tuple[Any, ...]
+    ) -> asyncpg.Record | None:
+        """One call, or one of a batch: while a call of the same function for the same
+        workshop is under way, the next ones wait and then go together (`_batch`)."""
+        sql = key[1]
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            self._waiting[key] = []  # under way, no one waiting yet
+            try:
+                rows = await self._call(sql, [args])
+            finally:
+                self._next_batch(key)
+            return None if rows is None else rows[0]
+        reply: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
+        waiting.append((args, reply))
+        try:
+            row = await reply
+        except asyncio.CancelledError:
+            if self._waiting.get(key) is waiting:
+                # Its batch has not gone yet: it never will, with this call in it.
+                waiting.remove((args, reply))
+            raise
+        if row is _ALONE:
+            # The batch was refused as a whole: this call on its own.
+            rows = await self._call(sql, [args])
+            return None if rows is None else rows[0]
+        return row
+
+    def _next_batch(self, key: tuple[str, str]) -> None:
+        waiting = self._waiting.pop(key)
+        if waiting:
+            self._waiting[key] = []
+            task = asyncio.create_task(self._batch(key, waiting), name="live-lane-batch")
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    async def _batch(
+        self,
+        key: tuple[str, str],
+        waiting: list[tuple[tuple[Any, ...], asyncio.Future[asyncpg.Record | None]]],
+    ) -> None:
+        """The calls that waited, in one transaction (one round trip, one commit)."""
+        try:
+            rows = await self._call(key[1], [args for args, _reply in waiting])
+        except BaseException as exc:
+            for _args, reply in waiting:
+                if not reply.done():
+                    reply.set_exception(
+                        exc if isinstance(exc, Exception) else LaneUnavailable("stopped")
+                    )
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for i, (_args, reply) in enumerate(waiting):
+                if not reply.done():
+                    reply.set_result(_ALONE if rows is None else rows[i])
+        finally:
+            self._next_batch(key)
+
+    async def _call(self, sql: str, calls: list[tuple[Any, ...]]) -> list[asyncpg.Record] | None:
+        """The calls in one transaction; None: refused (one of them), nothing written."""
         connection = await self._slots.get()
         if connection is None or connection.is_closed():
             try:
@@ -304,7 +374,11 @@ class PgLane:
                 self._slots.put_nowait(None)
                 raise
         try:
-            row = await connection.fetchrow(sql, *args, timeout=TIMEOUT_S)
+            if len(calls) == 1:
+                rows = [await connection.fetchrow(sql, *calls[0], timeout=TIMEOUT_S)]
+            else:
+                # One implicit transaction for all (the extended protocol's one Sync).
+                rows = await connection.fetchmany(sql, calls, timeout=TIMEOUT_S)
         except asyncpg.RaiseError as exc:
             if getattr(exc, "message", None) != REFUSED:
                 log.warning("live function failed: %s", exc)
@@ -335,9 +409,11 @@ class PgLane:
             raise
         finally:
             self._slots.put_nowait(connection)
-        return row
+        return rows
 
     async def close(self) -> None:
+        for task in list(self._batches):
+            task.cancel()
         while not self._slots.empty():
             connection = self._slots.get_nowait()
             if connection is not None:
