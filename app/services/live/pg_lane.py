@@ -66,6 +66,8 @@ _SPOTS_Y = [y for _x, y in SPOTS]
 
 # What a call that waited gets when its batch was refused as a whole: it goes alone.
 _ALONE: Any = object()
+# The calls waiting for one under way: each one's arguments and where its row goes.
+_Waiting = list[tuple[tuple[Any, ...], asyncio.Future[asyncpg.Record | None]]]
 
 
 class LaneUnavailable(OSError):
@@ -261,9 +263,7 @@ class PgLane:
         self.enabled = True
         self.calls = 0  # commands written here (tests read it)
         # Per (workshop, function) with a call under way: the calls waiting for it.
-        self._waiting: dict[
-            tuple[str, str], list[tuple[tuple[Any, ...], asyncio.Future[asyncpg.Record | None]]]
-        ] = {}
+        self._waiting: dict[tuple[str, str], _Waiting] = {}
         self._batches: set[asyncio.Task[None]] = set()
 
     async def run(
@@ -309,10 +309,9 @@ class PgLane:
         if waiting is None:
             self._waiting[key] = []  # under way, no one waiting yet
             try:
-                rows = await self._call(sql, [args])
+                return await self._call_one(sql, args)
             finally:
                 self._next_batch(key)
-            return None if rows is None else rows[0]
         reply: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
         waiting.append((args, reply))
         try:
@@ -324,9 +323,12 @@ class PgLane:
             raise
         if row is _ALONE:
             # The batch was refused as a whole: this call on its own.
-            rows = await self._call(sql, [args])
-            return None if rows is None else rows[0]
+            return await self._call_one(sql, args)
         return row
+
+    async def _call_one(self, sql: str, args: tuple[Any, ...]) -> asyncpg.Record | None:
+        rows = await self._call(sql, [args])
+        return None if rows is None else rows[0]
 
     def _next_batch(self, key: tuple[str, str]) -> None:
         waiting = self._waiting.pop(key)
@@ -339,19 +341,16 @@ class PgLane:
     async def _batch(
         self,
         key: tuple[str, str],
-        waiting: list[tuple[tuple[Any, ...], asyncio.Future[asyncpg.Record | None]]],
+        waiting: _Waiting,
     ) -> None:
         """The calls that waited, in one transaction (one round trip, one commit)."""
         try:
             rows = await self._call(key[1], [args for args, _reply in waiting])
-        except BaseException as exc:
-            for _args, reply in waiting:
-                if not reply.done():
-                    reply.set_exception(
-                        exc if isinstance(exc, Exception) else LaneUnavailable("stopped")
-                    )
-            if not isinstance(exc, Exception):
-                raise
+        except Exception as exc:
+            _fail(waiting, exc)
+        except BaseException:
+            _fail(waiting, LaneUnavailable("stopped"))
+            raise
         else:
             for i, (_args, reply) in enumerate(waiting):
                 if not reply.done():
@@ -418,6 +417,15 @@ class PgLane:
             connection = self._slots.get_nowait()
             if connection is not None:
                 _discard(connection)
+
+
+def _fail(
+    waiting: _Waiting,
+    exc: Exception,
+) -> None:
+    for _args, reply in waiting:
+        if not reply.done():
+            reply.set_exception(exc)
 
 
 def _discard(connection: asyncpg.Connection | None) -> None:
