@@ -68,6 +68,8 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
             lane=make_lane(engine, live_engine),
             pg_lane=make_pg_lane(engine),
         )
+        if app.state.live.pg_lane is not None:
+            await app.state.live.pg_lane.warm()
         # That engine leaves checkpoints to this task, which runs them off the loop.
         checkpointer = Checkpointer(engine) if live_engine is not engine else None
         if checkpointer is not None:

@@ -356,6 +356,12 @@ async def test_a_call_that_fails_midway_answers_try_again(
         def is_closed(self) -> bool:
             return False
 
+        async def execute(self, *_args: Any, **_kwargs: Any) -> Any:
+            return "DO"  # the warm-up (`PgLane._open`) goes through
+
+        async def prepare(self, *_args: Any, **_kwargs: Any) -> Any:
+            return None
+
         async def fetchrow(self, *_args: Any, **_kwargs: Any) -> Any:
             raise ConnectionResetError("connection lost")
 
@@ -488,6 +494,54 @@ async def test_calls_that_wait_for_one_of_their_kind_go_together_or_alone_if_ref
             seqs[-1],
         )
         assert [r["seq"] for r in stored] == [seqs[-1] + 1, seqs[-1] + 2]
+    finally:
+        await admin.close()
+        await lane.close()
+
+
+async def test_the_lanes_connections_open_warmed_before_the_first_command(
+    server: Server, workshop: Workshop
+) -> None:
+    """`warm` opens every connection and has each one's server process call every
+    function once, which refuses with nothing written and no error for the caller;
+    the commands that follow use those connections. A connection that could not be
+    opened then is opened on first use."""
+    actor = await _participant(server, workshop)
+    definition = _live(server).cache.peek(workshop.id)
+    dsn = _dsn(server)
+    opened: list[asyncpg.Connection] = []
+    refuse_first = [True]
+
+    async def connect() -> asyncpg.Connection:
+        if refuse_first[0]:
+            refuse_first[0] = False
+            raise ConnectionRefusedError("not yet")
+        connection = await asyncpg.connect(dsn)
+        opened.append(connection)
+        return connection
+
+    admin = await asyncpg.connect(dsn)
+    lane = PgLane(connect, size=3)
+    try:
+        before = await admin.fetchval(
+            "SELECT count(*) FROM event WHERE workshop_id = $1", workshop.id
+        )
+        seq = await admin.fetchval("SELECT seq FROM workshop WHERE id = $1", workshop.id)
+        await lane.warm()
+        assert len(opened) == 2  # the first attempt was refused
+        assert lane.enabled and not any(c.is_closed() for c in opened)
+        after = await admin.fetchval(
+            "SELECT count(*) FROM event WHERE workshop_id = $1", workshop.id
+        )
+        assert after == before
+        assert await admin.fetchval("SELECT seq FROM workshop WHERE id = $1", workshop.id) == seq
+        # Three commands, one after another: each takes the connection that has waited
+        # longest, so two use the warmed ones and one opens the third.
+        for _ in range(3):
+            assert await lane.run(actor, _vote(), definition, utcnow()) is not None
+        assert len(opened) == 3
+        await lane.warm()  # all open: nothing more to open
+        assert len(opened) == 3
     finally:
         await admin.close()
         await lane.close()
