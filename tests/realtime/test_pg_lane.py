@@ -545,3 +545,41 @@ async def test_the_lanes_connections_open_warmed_before_the_first_command(
     finally:
         await admin.close()
         await lane.close()
+
+
+async def test_a_connection_that_cannot_be_warmed_is_used_cold(
+    server: Server, workshop: Workshop
+) -> None:
+    """A server that refuses the warm-up (here: no right to run a DO block) leaves the
+    connection usable: the commands still go through the lane, on that connection."""
+    actor = await _participant(server, workshop)
+    definition = _live(server).cache.peek(workshop.id)
+    dsn = _dsn(server)
+    opened: list[asyncpg.Connection] = []
+
+    class NoDo:
+        def __init__(self, connection: asyncpg.Connection) -> None:
+            self.connection = connection
+
+        async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+            if query.startswith("DO "):
+                raise asyncpg.InsufficientPrivilegeError("permission denied for language")
+            return await self.connection.execute(query, *args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.connection, name)
+
+    async def connect() -> Any:
+        connection = await asyncpg.connect(dsn)
+        opened.append(connection)
+        return NoDo(connection)
+
+    lane = PgLane(connect, size=1)
+    try:
+        await lane.warm()
+        assert len(opened) == 1 and not opened[0].is_closed()
+        done = await lane.run(actor, _vote(), definition, utcnow())
+        assert done is not None and done.event["type"] == "card.voted"
+        assert len(opened) == 1 and lane.enabled and lane.calls == 1
+    finally:
+        await lane.close()

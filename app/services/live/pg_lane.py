@@ -473,6 +473,13 @@ class PgLane:
                 await connection.prepare(sql, timeout=TIMEOUT_S)
         except asyncpg.UndefinedFunctionError:
             pass  # no functions (an older database): the first call finds out
+        except asyncpg.PostgresError as exc:
+            if isinstance(exc, asyncpg.PostgresConnectionError):
+                _discard(connection)
+                raise
+            # Refused by the server (say a role without the right to run a DO block):
+            # the connection works, only cold.
+            log.warning("the live lane could not warm a connection: %s", exc)
         except BaseException:
             _discard(connection)
             raise
