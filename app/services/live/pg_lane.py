@@ -387,17 +387,15 @@ class PgLane:
     async def _call(self, sql: str, calls: list[tuple[Any, ...]]) -> list[asyncpg.Record] | None:
         """The calls in one transaction; None: refused (one of them), nothing written."""
         connection = await self._slots.get()
-        if connection is None or connection.is_closed():
-            try:
-                connection = await self._open()
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-                # Nothing was sent: the usual path (whose pool may well connect).
-                log.warning("the live lane could not connect: %s", exc)
-                self._slots.put_nowait(None)
-                return None
-            except BaseException:
-                self._slots.put_nowait(None)
-                raise
+        try:
+            connection = await self._ready(connection)
+        except BaseException:
+            self._slots.put_nowait(None)
+            raise
+        if connection is None:
+            # Nothing was sent: the usual path (whose pool may well connect).
+            self._slots.put_nowait(None)
+            return None
         try:
             if len(calls) == 1:
                 rows = [await connection.fetchrow(sql, *calls[0], timeout=TIMEOUT_S)]
@@ -450,12 +448,20 @@ class PgLane:
     async def _open_idle(self) -> None:
         connection = await self._slots.get()
         try:
-            if connection is None or connection.is_closed():
-                connection = await self._open()
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            log.warning("the live lane could not connect: %s", exc)
+            connection = await self._ready(connection)
         finally:
             self._slots.put_nowait(connection)
+
+    async def _ready(self, connection: asyncpg.Connection | None) -> asyncpg.Connection | None:
+        """A slot's connection if open, else a new one (`_open`); None: none could be
+        opened."""
+        if connection is not None and not connection.is_closed():
+            return connection
+        try:
+            return await self._open()
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            log.warning("the live lane could not connect: %s", exc)
+            return None
 
     async def _open(self) -> asyncpg.Connection:
         """A new connection, its server process warmed.
@@ -473,10 +479,10 @@ class PgLane:
                 await connection.prepare(sql, timeout=TIMEOUT_S)
         except asyncpg.UndefinedFunctionError:
             pass  # no functions (an older database): the first call finds out
+        except asyncpg.PostgresConnectionError:
+            _discard(connection)
+            raise
         except asyncpg.PostgresError as exc:
-            if isinstance(exc, asyncpg.PostgresConnectionError):
-                _discard(connection)
-                raise
             # Refused by the server (say a role without the right to run a DO block):
             # the connection works, only cold.
             log.warning("the live lane could not warm a connection: %s", exc)
