@@ -220,7 +220,13 @@ async def own_redis() -> AsyncIterator[RedisProcess]:
 @pytest.fixture
 async def inloop(pg_url: str) -> AsyncIterator[Server]:
     """Uvicorn in the test's event loop, on the scratch PostgreSQL database."""
-    settings: Settings = make_settings(pg_url)
+    async with serve_in_loop(make_settings(pg_url)) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def serve_in_loop(settings: Settings) -> AsyncIterator[Server]:
+    """The app under Uvicorn in the running event loop, with `settings`."""
     app = create_app(settings)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, log_level="warning", ws_max_size=64 * 1024, lifespan="on"
@@ -230,10 +236,12 @@ async def inloop(pg_url: str) -> AsyncIterator[Server]:
     await wait_until(lambda: srv.started, 10, "uvicorn")
     port = srv.servers[0].sockets[0].getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=base) as http:
-        yield Server(base, settings, http, app)
-    srv.should_exit = True
-    await asyncio.wait_for(task, 10)
+    try:
+        async with httpx.AsyncClient(base_url=base) as http:
+            yield Server(base, settings, http, app)
+    finally:
+        srv.should_exit = True
+        await asyncio.wait_for(task, 10)
 
 
 # --- a client that keeps reading ---------------------------------------------------

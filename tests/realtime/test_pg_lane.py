@@ -344,8 +344,17 @@ async def test_a_lane_that_cannot_connect_sends_commands_the_usual_way(
     assert len(attempts) == 2 and broken.calls == 0
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ConnectionResetError("connection lost"),
+        # asyncpg's own failure once a call is under way (not `ended_by_server`'s).
+        asyncpg.InternalClientError("unknown error in protocol implementation"),
+    ],
+    ids=["reset", "asyncpg"],
+)
 async def test_a_call_that_fails_midway_answers_try_again(
-    server: Server, workshop: Workshop
+    server: Server, workshop: Workshop, failure: Exception
 ) -> None:
     """The call may have committed: the sender is told to try again, nothing is retried."""
     fac = await workshop.facilitator()
@@ -363,7 +372,7 @@ async def test_a_call_that_fails_midway_answers_try_again(
             return None
 
         async def fetchrow(self, *_args: Any, **_kwargs: Any) -> Any:
-            raise ConnectionResetError("connection lost")
+            raise failure
 
         def terminate(self) -> None:
             pass

@@ -27,7 +27,8 @@ two paths' logs and rows).
 The connections open when the server starts (`warm`), each with its server process
 warmed (`_open`): a cold one made a workshop's first commands several times slower.
 A connection that cannot be opened sends the command the usual way (nothing was
-sent). One that fails during a call may or may not have committed it: that is raised
+sent), as does one the server has ended whose close has not arrived yet
+(`ended_by_server`). One that fails during a call may or may not have committed it: that is raised
 as `LaneUnavailable` (an `OSError`), and the engine answers `try_again`, as it does
 when the usual path's `COMMIT` fails.
 """
@@ -420,6 +421,14 @@ class PgLane:
             _discard(connection)
             connection = None
             raise LaneUnavailable(str(exc)) from exc
+        except asyncpg.InternalClientError as exc:
+            _discard(connection)
+            connection = None
+            if ended_by_server(exc):
+                # Nothing was sent: the usual path (whose pool opens a new connection).
+                log.info("a live lane connection was ended by the server: %s", exc)
+                return None
+            raise LaneUnavailable(str(exc)) from exc
         except asyncpg.PostgresError as exc:
             # Anything else the server refused (a row deleted in between, say): the
             # transaction rolled back whole; the usual path sorts it out.
@@ -498,6 +507,19 @@ class PgLane:
             connection = self._slots.get_nowait()
             if connection is not None:
                 _discard(connection)
+
+
+def ended_by_server(exc: asyncpg.InternalClientError) -> bool:
+    """Whether asyncpg refused to start a call, with nothing sent, on a connection the
+    server has ended.
+
+    A server that ends a connection (a restart, `pg_terminate_backend`) sends a last
+    error and then closes the socket. asyncpg reads that error as a message it did not
+    ask for, and refuses the next operation on the connection ("cannot switch to state
+    ...") before writing anything, while the connection does not count as closed until
+    the close arrives (tests/faults/test_pg_late_close.py holds that window open)."""
+    message = str(exc)
+    return message.startswith("cannot switch to state") or message == "not connected"
 
 
 def _fail(
