@@ -11,6 +11,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.pool import QueuePool
 
 from app import logs
 from app.config import PROJECT_ROOT, Settings, get_settings
@@ -68,8 +69,15 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
             lane=make_lane(engine, live_engine),
             pg_lane=make_pg_lane(engine),
         )
+        app.state.rehearsed = 0
         if app.state.live.pg_lane is not None:
             await app.state.live.pg_lane.warm()
+            # The pool's connections, each warmed with a facilitator's commands.
+            pool = engine.sync_engine.pool
+            app.state.rehearsed = await app.state.live.rehearse(
+                next(iter(app.state.definitions.values())),
+                pool.size() if isinstance(pool, QueuePool) else 1,
+            )
         # That engine leaves checkpoints to this task, which runs them off the loop.
         checkpointer = Checkpointer(engine) if live_engine is not engine else None
         if checkpointer is not None:

@@ -191,6 +191,9 @@ class DefinitionCache:
     def peek(self, workshop_id: str) -> tuple[Definition, tuple[Phase, ...]] | None:
         return self._items.get(workshop_id)
 
+    def forget(self, workshop_id: str) -> None:
+        self._items.pop(workshop_id, None)
+
     def put(self, workshop_id: str, snapshot: Any) -> tuple[Definition, tuple[Phase, ...]]:
         definition = definition_from_snapshot(snapshot)
         found = (definition, expand_phases(definition))
@@ -529,6 +532,16 @@ class LiveService:
             finally:
                 at_once.close()
         return ctx
+
+    async def rehearse(self, definition: Definition, connections: int) -> int:
+        """A facilitator's commands run once on each of `connections` pooled
+        connections and rolled back, so that none is cold for a real one
+        (app/services/live/rehearsal.py); returns how many ran to their end."""
+        from app.services.live.rehearsal import rehearse
+
+        return await rehearse(
+            self._command_engine, self._commit_body, self.cache, definition, connections
+        )
 
     async def publish(self, workshop_id: str, message: dict[str, Any]) -> None:
         try:
