@@ -1,6 +1,6 @@
 /* Live page behaviour around htmx + the ws extension:
    - reconnect from the last seq this page has applied (never replays what it has);
-   - apply small signals (moves, colours, presence, timer) and refetch the stage region
+   - apply small signals (moves, colours, presence, timer, vote progress) and refetch the stage region
      after structural events (phase changes, reveals);
    - drag notes with a pointer or move them with the keyboard;
    - show the connection state. Everything sent is checked again by the server. */
@@ -155,6 +155,12 @@
       el.setAttribute("data-ends-at", s["endsAt"] || "");
       el.setAttribute("data-remaining", s.remaining || "");
       tick();
+    },
+    progress: function (s) {
+      // A count for a card or round this page does not show (say its stage is still
+      // being fetched after a phase change): the fetched stage has the count already.
+      var el = document.getElementById(s.target);
+      if (el) el.textContent = s.text;
     },
     mine: function (s) {
       var note = noteEl(s.note);

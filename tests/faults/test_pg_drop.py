@@ -29,7 +29,7 @@ from app.db.engine import make_engine, make_sessionmaker
 from app.db.models import Event, Note, Participant
 from app.db.models import Workshop as WorkshopRow
 from tests.faults.conftest import Stream, wait_until
-from tests.realtime.conftest import Server, new_workshop
+from tests.realtime.conftest import Server, Workshop, new_workshop
 
 pytestmark = pytest.mark.postgres
 REFLECT = 4
@@ -117,18 +117,24 @@ async def _state(url: str, workshop_id: str) -> tuple[int, list[int], list[str],
     return workshop.seq, seqs, notes, people
 
 
+async def room_in_reflect(server: Server, email: str) -> tuple[Workshop, Stream, Stream]:
+    """A started workshop in its reflect phase, with the facilitator's and Ann's streams."""
+    workshop = await new_workshop(server, email)
+    fac = await Stream.open(server.base, workshop.id, workshop.facilitator_token, "fac")
+    _pid, token = await workshop.join("Ann")
+    ann = await Stream.open(server.base, workshop.id, token, "Ann")
+    await fac.do("workshop.start")
+    await fac.do("phase.goto", index=REFLECT)
+    return workshop, fac, ann
+
+
 async def _reply(stream: Stream, cid: str) -> dict:
     return await stream.wait(lambda m: m.get("cid") == cid and m["type"] in ("ack", "error"))
 
 
 async def test_connections_dropped_between_and_during_commands(inloop: Server) -> None:
     url = inloop.settings.database_url
-    workshop = await new_workshop(inloop, "pgdrop@agency.gov")
-    fac = await Stream.open(inloop.base, workshop.id, workshop.facilitator_token, "fac")
-    _pid, token = await workshop.join("Ann")
-    ann = await Stream.open(inloop.base, workshop.id, token, "Ann")
-    await fac.do("workshop.start")
-    await fac.do("phase.goto", index=REFLECT)
+    workshop, fac, ann = await room_in_reflect(inloop, "pgdrop@agency.gov")
 
     # Between commands: every pooled connection is dead; the next command works.
     assert await terminate_app_backends(url) >= 1

@@ -25,9 +25,9 @@ from sqlalchemy import make_url
 from app.services.live.engine import LiveService
 from app.services.live.pg_lane import SIZE, PgLane
 from tests.conftest import make_settings
-from tests.faults.conftest import Stream, serve_in_loop, wait_until
-from tests.faults.test_pg_drop import REFLECT, _state, terminate_app_backends
-from tests.realtime.conftest import Server, new_workshop
+from tests.faults.conftest import serve_in_loop, wait_until
+from tests.faults.test_pg_drop import REFLECT, _state, room_in_reflect, terminate_app_backends
+from tests.realtime.conftest import Server
 
 pytestmark = pytest.mark.postgres
 
@@ -103,12 +103,7 @@ async def test_commands_go_on_when_the_servers_close_arrives_after_its_last_mess
     live = server.app.state.live
     assert isinstance(live, LiveService) and isinstance(live.pg_lane, PgLane)
     lane = live.pg_lane
-    workshop = await new_workshop(server, "lateclose@agency.gov")
-    fac = await Stream.open(server.base, workshop.id, workshop.facilitator_token, "fac")
-    _pid, token = await workshop.join("Ann")
-    ann = await Stream.open(server.base, workshop.id, token, "Ann")
-    await fac.do("workshop.start")
-    await fac.do("phase.goto", index=REFLECT)
+    workshop, fac, ann = await room_in_reflect(server, "lateclose@agency.gov")
     before = await ann.do("note.create", area="now", text="Before")
     assert lane.calls == 1  # the lane's connections are open (and in the window below)
 

@@ -154,7 +154,7 @@ async def test_vote_totals_collapse_for_audiences_shown_totals_only() -> None:
             (16, 5, None)
         ]
     html = frames(page)[1]
-    assert html.text.count('class="progress"') == 1 and "5 voted" in html.text
+    assert html.text.count('data-kind="progress"') == 1 and 'data-text="5 voted"' in html.text
     # The page resumes from the batch's last seq: its last live-seq element names it.
     assert html.text.endswith(
         '<div id="live-seq" hx-swap-oob="outerHTML" data-seq="16" hidden></div>'
