@@ -63,16 +63,50 @@
     if (socket) socket.send(JSON.stringify(message));
   }
 
+  // While the stage is being fetched (after a phase change, a reveal...), the room's
+  // messages wait: the stage on the page may lack what they change (the new phase's
+  // cards or notes), and the fetched one may have been rendered before them. Once the
+  // new stage is in, they are applied in order. Each is idempotent (counts are
+  // totals, an appended element replaces its copy), so one that the fetched stage
+  // already shows changes nothing.
+  var fetching = 0;
+  var held = [];
+  document.addEventListener("htmx:wsBeforeMessage", function (evt) {
+    if (!fetching) return;
+    evt.preventDefault();
+    held.push(evt.detail.message);
+  });
+
+  function applyHeld() {
+    var messages = held;
+    held = [];
+    messages.forEach(function (message) {
+      htmx.swap(document.body, message, { swapStyle: "none" });
+    });
+    if (messages.length) applySignals();
+  }
+
   function refreshStage() {
     var url = body.getAttribute("data-stage-url");
     var stage = document.getElementById("stage");
     if (!url || !stage || !window.htmx) return;
     var active = document.activeElement && document.activeElement.id;
+    fetching += 1;
+    var finished = false;
+    var done = function () {
+      if (finished) return;
+      finished = true;
+      clearTimeout(limit);
+      fetching -= 1;
+      if (!fetching) applyHeld();
+    };
+    // A fetch that hangs holds the room's messages for 5 s at most.
+    var limit = setTimeout(done, 5000);
     htmx.ajax("GET", url, { target: "#stage", swap: "innerHTML" }).then(function () {
       layout();
       var again = active && document.getElementById(active);
       if (again) again.focus();
-    });
+    }).then(done, done);
   }
 
   function noteEl(id) { return document.getElementById("note-" + id); }
