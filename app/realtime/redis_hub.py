@@ -1,10 +1,12 @@
 """Redis pub/sub hub: fan-out across worker processes and hosts.
 
-Every workshop is the channel `<prefix><workshop_id>`. `publish` sends the JSON
-message with PUBLISH on the worker's own publishing connection (`Publisher`). Each
-process runs ONE subscriber task that PSUBSCRIBEs `<prefix>*` and hands each message
-to this process's listeners (a message for a workshop that no one on this process
-follows is dropped unparsed).
+Every workshop is the channel `<prefix><workshop_id>`. `publish` hands the message
+to this process's own listeners at once and sends it, as JSON behind the worker's
+origin tag, with PUBLISH on the worker's own publishing connection (`Publisher`).
+Each process runs ONE subscriber task that PSUBSCRIBEs `<prefix>*` and hands each
+message to this process's listeners; it drops unparsed a message this process sent
+itself (its listeners have it already) or one for a workshop that no one on this
+process follows.
 
 The subscriber owns its connection lifecycle instead of relying on redis-py's
 silent reconnect: every attempt uses a fresh client (no library retries); on any
@@ -28,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -51,6 +54,10 @@ BACKOFF_START = 0.1
 BACKOFF_MAX = 5.0
 # A PUBLISH without its reply for this long: the connection is taken for dead.
 PUBLISH_TIMEOUT = 2.0
+# Every message starts with its worker's origin: this many random bytes in hex and a
+# space, then the JSON.
+ORIGIN_BYTES = 6
+ORIGIN_LENGTH = 2 * ORIGIN_BYTES + 1
 
 
 class HubUnavailable(RuntimeError):
@@ -195,6 +202,8 @@ class RedisHub(Hub):
         self._failures = 0
         self._resync = False
         self.subscribed = False
+        self._origin = os.urandom(ORIGIN_BYTES).hex() + " "
+        self._origin_tag = self._origin.encode()
 
     def _redis(self, role: str, **kwargs: Any) -> Redis:
         return Redis.from_url(
@@ -240,7 +249,8 @@ class RedisHub(Hub):
         await (await self.send(workshop_id, message))
 
     async def send(self, workshop_id: str, message: Message) -> Awaitable[None]:
-        """Write the PUBLISH now; the awaitable waits for Redis's reply (see Hub.send).
+        """Write the PUBLISH now and deliver to this worker's listeners (also when
+        Redis cannot take it); the awaitable waits for Redis's reply (see Hub.send).
 
         A publish whose connection fails (before or after the write) is tried once
         more on a new connection, inside the awaitable: that second try may reach
@@ -250,13 +260,18 @@ class RedisHub(Hub):
         if publisher is None:
             raise HubUnavailable("RedisHub.publish called before start()")
         channel = self._prefix + workshop_id
-        data = json.dumps(message, separators=(",", ":"))
+        data = self._origin + json.dumps(message, separators=(",", ":"))
         try:
             sent = await publisher.send(channel, data)
         except (RedisConnectionError, RedisTimeoutError, OSError):
+            self.deliver(workshop_id, message)
             return self._again(publisher, channel, data)
         except RedisError as exc:
+            self.deliver(workshop_id, message)
             raise self._unavailable(exc) from exc
+        # Written to Redis first (the other workers' copy is on its way), then to
+        # this worker's own listeners, which never hear it back from Redis.
+        self.deliver(workshop_id, message)
         return self._replied(publisher, channel, data, sent)
 
     async def _replied(
@@ -343,13 +358,14 @@ class RedisHub(Hub):
     def _on_message(self, channel: bytes, data: bytes) -> None:
         # Every worker hears every workshop (one PSUBSCRIBE); only those with someone
         # of that workshop connected here parse the message.
+        # This worker's own messages were delivered here when they were sent.
         workshop_id = channel.decode(errors="replace").removeprefix(self._prefix)
-        if workshop_id not in self._listeners:
+        if data.startswith(self._origin_tag) or workshop_id not in self._listeners:
             return
-        try:
-            message = json.loads(data)
-        except ValueError:
-            message = None
+        message = None
+        if data[ORIGIN_LENGTH - 1 : ORIGIN_LENGTH] == b" ":
+            with contextlib.suppress(ValueError):
+                message = json.loads(data[ORIGIN_LENGTH:])
         if not isinstance(message, dict):
             log.warning("ignoring malformed hub message for workshop %s", workshop_id)
             return

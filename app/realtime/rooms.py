@@ -242,6 +242,10 @@ class Room:
     def holding(self) -> bool:
         return bool(self._held)
 
+    def waiting(self) -> bool:
+        """Whether a stored event heard here is held until one before it arrives."""
+        return self._hole_at is not None
+
     def defer(self, conn: Connection, kind: str, item: Any) -> None:
         self._deferred.append((conn, kind, item))
 
@@ -263,7 +267,6 @@ class Room:
             self.presence[message["participant_id"]] = message["status"]
         seq = int(message["seq"])
         if type_ not in EPHEMERAL_EVENTS:
-            self.gate.hear(message)
             self._hear(seq, message)
         elif seq > self._need:
             self._need = seq
@@ -320,6 +323,8 @@ class Room:
         self._tick = loop.call_later(wait, self._on_tick)
 
     def _keep(self, message: dict[str, Any]) -> None:
+        """A stored event, in seq order: to the drag gate, and into the ring."""
+        self.gate.hear(message)
         seq = int(message["seq"])
         if self.ring:
             top = int(self.ring[-1]["seq"])

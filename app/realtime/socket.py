@@ -329,6 +329,10 @@ async def _drag_admitted(
 ) -> bool:
     """Whether the room's memory admits this drag; when it does not (or cannot), the
     caller checks against the database, which gives the exact refusal."""
+    if room.waiting():
+        # An event before one already heard is still on its way (from another
+        # worker): what the room knows may be behind the database's order.
+        return False
     gate = room.gate
     if not gate.loaded:
 

@@ -469,6 +469,22 @@ async def test_an_event_heard_ahead_of_a_missing_one_waits_for_it_then_both_go_i
     room.close()
 
 
+async def test_the_drag_gate_hears_stored_events_in_seq_order() -> None:
+    """A worker hears its own events at once and another's a moment later: the note
+    created at 11 must count for drags once 12 (heard first) is in, not make the
+    gate forget everything; and while 11 is missing the room says it is waiting."""
+    room = room_with(conn("facilitator"))
+    gate = room.gate
+    gate.loaded, gate.seq, gate.state, gate.phase_kind = True, 10, "running", "reflect"
+    room.on_message(event(12, "note.created", note={"id": "n2"}))
+    assert room.waiting() and gate.seq == 10 and gate.loaded
+    room.on_message(event(11, "note.created", note={"id": "n1"}))
+    assert not room.waiting()
+    assert gate.loaded and gate.seq == 12
+    assert gate.admits("p1", "n1") and gate.admits("p1", "n2")
+    room.close()
+
+
 async def test_an_ephemeral_event_naming_a_seq_not_heard_waits_for_it() -> None:
     watcher = conn("facilitator")
     room = room_with(watcher)

@@ -119,22 +119,56 @@ async def test_unsubscribed_and_other_workshops_get_nothing(hubs: MakeHub) -> No
     assert other == []
 
 
-async def test_malformed_messages_are_ignored(hubs: MakeHub, admin: Redis) -> None:
-    hub = await hubs()
+async def test_own_messages_are_heard_at_once_and_not_again_from_redis(
+    hubs: MakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's own listeners get its message when it is sent, before Redis has
+    carried it anywhere; the copy Redis brings back is dropped unparsed."""
+    one, two = await hubs(), await hubs()
+    mine: list[Message] = []
+    theirs: list[Message] = []
+    one.subscribe("w1", mine.append)
+    two.subscribe("w1", theirs.append)
+    parsed: list[bytes] = []
+    loads = json.loads
+
+    def counting_loads(data: bytes) -> Any:
+        parsed.append(data)
+        return loads(data)
+
+    monkeypatch.setattr(json, "loads", counting_loads)
+    waiting = await one.send("w1", {"type": "first"})
+    assert mine == [{"type": "first"}], "delivered here within send"
+    await waiting
+    await one.publish("w1", {"type": "second"})
+    await eventually(lambda: len(theirs) == 2, "both messages on the other worker")
+    assert theirs == [{"type": "first"}, {"type": "second"}]
+    await asyncio.sleep(0.1)  # time enough for Redis's copies to come back to `one`
+    assert mine == [{"type": "first"}, {"type": "second"}], "not heard twice"
+    assert parsed == [b'{"type":"first"}', b'{"type":"second"}'], "parsed by `two` only"
+
+
+async def test_malformed_messages_are_ignored(
+    hubs: MakeHub, admin: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub, sender = await hubs(), await hubs()
     got: list[Message] = []
     hub.subscribe("w1", got.append)
 
-    await admin.publish(hub._prefix + "w1", "not json")
-    await admin.publish(hub._prefix + "w1", "[1, 2]")
-    await hub.publish("w1", {"type": "ok"})
+    with caplog.at_level(logging.WARNING, logger="app.realtime.redis_hub"):
+        await admin.publish(hub._prefix + "w1", "not json")
+        await admin.publish(hub._prefix + "w1", "0123456789ab [1, 2]")
+        await admin.publish(hub._prefix + "w1", '0123456789ab-{"type": "no space"}')
+        await sender.publish("w1", {"type": "ok"})
 
-    await eventually(lambda: got == [{"type": "ok"}], "the valid message")
+        await eventually(lambda: got == [{"type": "ok"}], "the valid message")
+    assert caplog.text.count("ignoring malformed hub message") == 3
 
 
 async def test_a_workshop_no_one_here_follows_is_not_parsed(
     hubs: MakeHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hub = await hubs()
+    hub, sender = await hubs(), await hubs()
     got: list[Message] = []
     hub.subscribe("w1", got.append)
     parsed: list[bytes] = []
@@ -145,8 +179,8 @@ async def test_a_workshop_no_one_here_follows_is_not_parsed(
         return loads(data)
 
     monkeypatch.setattr(json, "loads", counting_loads)  # the hub calls json.loads
-    await hub.publish("w2", {"type": "elsewhere"})  # every worker hears it
-    await hub.publish("w1", {"type": "here"})
+    await sender.publish("w2", {"type": "elsewhere"})  # every worker hears it
+    await sender.publish("w1", {"type": "here"})
 
     await eventually(lambda: got == [{"type": "here"}], "the message for w1")
     assert parsed == [b'{"type":"here"}']
@@ -224,7 +258,8 @@ async def test_silently_dead_connection_is_detected_by_ping(hubs: MakeHub) -> No
 
         proxy.frozen = True  # existing connections now drop everything; new ones work
         await eventually(lambda: got == [RESYNC], "RESYNC after a silent partition")
-        await hub.publish("w1", {"type": "after"})
+        sender = await hubs()  # straight to Redis: what `hub` hears comes through Redis
+        await sender.publish("w1", {"type": "after"})
         await eventually(lambda: got == [RESYNC, {"type": "after"}], "delivery after reconnect")
         await hub.stop()
 
@@ -237,8 +272,11 @@ async def test_dead_redis_fails_fast_without_leaking_the_password(
         started = time.monotonic()
         await hub.start()  # logs and keeps retrying in the background
         assert not hub.subscribed
+        got: list[Message] = []
+        hub.subscribe("w1", got.append)
         with pytest.raises(HubUnavailable, match=r"127\.0\.0\.1:1\b"):
             await hub.publish("w1", {"type": "x"})
+        assert got == [{"type": "x"}], "this worker's own listeners still have it"
         assert time.monotonic() - started < 2
         await hub.stop()
     assert "Redis hub at 127.0.0.1:1" in caplog.text
