@@ -70,6 +70,20 @@ async def hubs(admin: Redis) -> AsyncIterator[MakeHub]:
         await hub.stop()
 
 
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """What the hubs give `json.loads` from here on (the hub calls it by that name)."""
+    seen: list[bytes] = []
+    loads = json.loads
+
+    def counting_loads(data: bytes) -> Any:
+        seen.append(data)
+        return loads(data)
+
+    monkeypatch.setattr(json, "loads", counting_loads)
+    return seen
+
+
 async def kill_subscriber(admin: Redis, hub: RedisHub) -> None:
     """Kill only this hub's subscriber connection, found by its CLIENT SETNAME."""
     name = f"{hub._name}-sub"
@@ -120,7 +134,7 @@ async def test_unsubscribed_and_other_workshops_get_nothing(hubs: MakeHub) -> No
 
 
 async def test_own_messages_are_heard_at_once_and_not_again_from_redis(
-    hubs: MakeHub, monkeypatch: pytest.MonkeyPatch
+    hubs: MakeHub, parsed: list[bytes]
 ) -> None:
     """A worker's own listeners get its message when it is sent, before Redis has
     carried it anywhere; the copy Redis brings back is dropped unparsed."""
@@ -129,14 +143,6 @@ async def test_own_messages_are_heard_at_once_and_not_again_from_redis(
     theirs: list[Message] = []
     one.subscribe("w1", mine.append)
     two.subscribe("w1", theirs.append)
-    parsed: list[bytes] = []
-    loads = json.loads
-
-    def counting_loads(data: bytes) -> Any:
-        parsed.append(data)
-        return loads(data)
-
-    monkeypatch.setattr(json, "loads", counting_loads)
     waiting = await one.send("w1", {"type": "first"})
     assert mine == [{"type": "first"}], "delivered here within send"
     await waiting
@@ -166,19 +172,11 @@ async def test_malformed_messages_are_ignored(
 
 
 async def test_a_workshop_no_one_here_follows_is_not_parsed(
-    hubs: MakeHub, monkeypatch: pytest.MonkeyPatch
+    hubs: MakeHub, parsed: list[bytes]
 ) -> None:
     hub, sender = await hubs(), await hubs()
     got: list[Message] = []
     hub.subscribe("w1", got.append)
-    parsed: list[bytes] = []
-    loads = json.loads
-
-    def counting_loads(data: bytes) -> Any:
-        parsed.append(data)
-        return loads(data)
-
-    monkeypatch.setattr(json, "loads", counting_loads)  # the hub calls json.loads
     await sender.publish("w2", {"type": "elsewhere"})  # every worker hears it
     await sender.publish("w1", {"type": "here"})
 
