@@ -264,14 +264,14 @@ class RedisHub(Hub):
         try:
             sent = await publisher.send(channel, data)
         except (RedisConnectionError, RedisTimeoutError, OSError):
-            self.deliver(workshop_id, message)
             return self._again(publisher, channel, data)
         except RedisError as exc:
-            self.deliver(workshop_id, message)
             raise self._unavailable(exc) from exc
-        # Written to Redis first (the other workers' copy is on its way), then to
-        # this worker's own listeners, which never hear it back from Redis.
-        self.deliver(workshop_id, message)
+        finally:
+            # Written to Redis first (the other workers' copy is on its way), then to
+            # this worker's own listeners, which never hear it back from Redis (and
+            # get it even when Redis cannot take it).
+            self.deliver(workshop_id, message)
         return self._replied(publisher, channel, data, sent)
 
     async def _replied(
@@ -357,8 +357,8 @@ class RedisHub(Hub):
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
         # Every worker hears every workshop (one PSUBSCRIBE); only those with someone
-        # of that workshop connected here parse the message.
-        # This worker's own messages were delivered here when they were sent.
+        # of that workshop connected here parse the message, unless this worker sent
+        # it (its listeners had it then).
         workshop_id = channel.decode(errors="replace").removeprefix(self._prefix)
         if data.startswith(self._origin_tag) or workshop_id not in self._listeners:
             return

@@ -149,9 +149,14 @@ async def test_own_messages_are_heard_at_once_and_not_again_from_redis(
     await one.publish("w1", {"type": "second"})
     await eventually(lambda: len(theirs) == 2, "both messages on the other worker")
     assert theirs == [{"type": "first"}, {"type": "second"}]
-    await asyncio.sleep(0.1)  # time enough for Redis's copies to come back to `one`
-    assert mine == [{"type": "first"}, {"type": "second"}], "not heard twice"
-    assert parsed == [b'{"type":"first"}', b'{"type":"second"}'], "parsed by `two` only"
+    # `two`'s marker reaches `one` through Redis after the copies of `one`'s own
+    # messages (one subscriber connection keeps Redis's order).
+    await two.publish("w1", {"type": "marker"})
+    await eventually(lambda: mine[-1:] == [{"type": "marker"}], "the marker on `one`")
+    assert mine == [{"type": "first"}, {"type": "second"}, {"type": "marker"}], "not heard twice"
+    assert parsed == [b'{"type":"first"}', b'{"type":"second"}', b'{"type":"marker"}'], (
+        "each parsed only by the worker that did not send it"
+    )
 
 
 async def test_malformed_messages_are_ignored(
