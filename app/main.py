@@ -19,6 +19,7 @@ from app.db.engine import Checkpointer, make_engine, make_live_engine, make_sess
 from app.domain.definitions import load_definitions
 from app.realtime import socket
 from app.realtime.hub import make_hub
+from app.realtime.presence import make_board
 from app.realtime.rooms import Rooms
 from app.services.errors import ServiceError
 from app.services.live.engine import DefinitionCache, LiveService
@@ -59,7 +60,8 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         hub = make_hub(settings.redis_url)
         await hub.start()
         app.state.hub = hub
-        app.state.rooms = Rooms(hub)
+        rooms = app.state.rooms = Rooms(hub, make_board(settings.redis_url))
+        await rooms.presence.start()
         app.state.live = LiveService(
             app.state.sessionmaker,
             hub,
@@ -90,6 +92,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
             yield
         finally:
             await app.state.live.aclose()
+            await rooms.presence.stop()
             await hub.stop()
             if checkpointer is not None:
                 await checkpointer.stop()

@@ -35,6 +35,7 @@ class Hub:
 
     def __init__(self) -> None:
         self._listeners: dict[str, set[Listener]] = defaultdict(set)
+        self._after_resync: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         return None
@@ -81,6 +82,20 @@ class Hub:
     def deliver_everywhere(self, message: Message) -> None:
         for workshop_id in list(self._listeners):
             self.deliver(workshop_id, message)
+
+    def after_resync(self, callback: Callable[[], None]) -> None:
+        """Call `callback` each time the backend has lost messages, after the
+        listeners got `RESYNC`."""
+        self._after_resync.append(callback)
+
+    def resync(self) -> None:
+        """Messages were lost: every listener, then every `after_resync` callback."""
+        self.deliver_everywhere(RESYNC)
+        for callback in self._after_resync:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-resync callback failed")
 
 
 class MemoryHub(Hub):

@@ -569,6 +569,8 @@ class PresenceChanged(Event):
     type: Literal["participant.presence"]
     participant_id: str
     status: Literal["online", "away", "offline"]
+    # Higher is newer: a room applies no older word than it has (app.realtime.presence).
+    version: int = 0
 
 
 AnyEvent = Annotated[

@@ -46,7 +46,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.realtime.hub import RESYNC, Hub, Message
+from app.realtime.hub import Hub, Message
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +353,7 @@ class RedisHub(Hub):
         if self._resync:
             self._resync = False
             log.info("Redis hub at %s resubscribed; resyncing local clients", self._where)
-            self.deliver_everywhere(RESYNC)
+            self.resync()
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
         # Every worker hears every workshop (one PSUBSCRIBE); only those with someone

@@ -35,6 +35,7 @@ from app.realtime.gate import DragGate
 from app.realtime.html import render_control, render_html, render_seq
 from app.realtime.hub import RESYNC, Hub
 from app.realtime.messages import EPHEMERAL_EVENTS, Audience
+from app.realtime.presence import Board, MemoryBoard, Presence
 from app.realtime.views import dumps, render_text
 from app.services.live.context import Actor
 
@@ -215,6 +216,10 @@ class Room:
         self.last_seq = seq  # highest stored seq seen here (ephemeral events carry it)
         self.connections: set[Connection] = set()
         self.presence: dict[str, str] = {}
+        # The version of each participant's latest presence applied (app.realtime.presence),
+        # and the read of the board that a room new on this worker starts with.
+        self.presence_versions: dict[str, int] = {}
+        self.presence_filled: asyncio.Future[None] | None = None
         self.gate = DragGate()
         self._held: list[dict[str, Any]] = []  # heard since the last flush
         self._latest: dict[tuple[str, Any], dict[str, Any]] = {}
@@ -249,8 +254,23 @@ class Room:
     def defer(self, conn: Connection, kind: str, item: Any) -> None:
         self._deferred.append((conn, kind, item))
 
+    def saw_presence(self, participant_id: str, status: str, version: int) -> bool:
+        """Apply a participant's presence unless an older version than the one
+        applied (version 0: the board was out of reach, applied always)."""
+        if version and version < self.presence_versions.get(participant_id, 0):
+            return False
+        if version:
+            self.presence_versions[participant_id] = version
+        self.presence[participant_id] = status
+        return True
+
     def on_message(self, message: dict[str, Any]) -> None:
-        if message is RESYNC or message.get("type") == RESYNC["type"]:
+        type_ = message.get("type")
+        if type_ == "participant.presence" and not self.saw_presence(
+            message["participant_id"], message["status"], int(message.get("version") or 0)
+        ):
+            return  # overtaken on its way by a newer word on that participant
+        if message is RESYNC or type_ == RESYNC["type"]:
             self._give_up()
             self.flush()
             self.gate.forget()
@@ -258,13 +278,10 @@ class Room:
             for conn in self.connections:
                 conn.put("resync", None)
             return
-        type_ = message["type"]
         if not self._held:
             self._held_anonymous = self.anonymous
         if type_ == "anonymity.changed":
             self.anonymous = bool(message["anonymous"])
-        elif type_ == "participant.presence":
-            self.presence[message["participant_id"]] = message["status"]
         seq = int(message["seq"])
         if type_ not in EPHEMERAL_EVENTS:
             self._hear(seq, message)
@@ -473,8 +490,9 @@ class Room:
 
 
 class Rooms:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, board: Board | None = None) -> None:
         self.hub = hub
+        self.presence = Presence(board if board is not None else MemoryBoard(), hub, self)
         self.rooms: dict[str, Room] = {}
         self.per_address: dict[str, int] = {}
         self.pacer = Pacer()  # one fan-out budget for all of this worker's rooms

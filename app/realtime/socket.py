@@ -198,12 +198,13 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
     # This coroutine lives as long as the socket: keep no ORM row (or definition) in it.
     del found, workshop, definition, _phases
     writer = asyncio.create_task(_writer(conn, rooms, live, last_seq, seq))
+    presence = rooms.presence
+    pid = actor.participant_id
     try:
-        if actor.participant_id:
-            room.presence[actor.participant_id] = "online"
+        if pid:
             # Presence carries the newest seq known here, so a client that has not seen
             # an event up to it (a publish lost in transit) fetches it first.
-            await live.publish_presence(actor, "online", max(room.last_seq, seq))
+            await presence.change(workshop_id, pid, id(conn), "online", max(room.last_seq, seq))
         await _reader(conn, live, room)
         # The reader gave up on this client (a policy close is queued): let the writer
         # send what is queued before it, then the close frame.
@@ -216,10 +217,8 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer
-        pid = actor.participant_id
-        if pid and not any(c.actor.participant_id == pid for c in room.connections):
-            room.presence[pid] = "offline"
-            await live.publish_presence(actor, "offline", room.last_seq)
+        if pid:
+            await presence.change(workshop_id, pid, id(conn), None, room.last_seq)
 
 
 async def _reader(conn: Connection, live: LiveService, room: Room) -> None:
@@ -304,7 +303,11 @@ async def _execute(conn: Connection, live: LiveService, command: Any, room: Room
         conn.control(m.Ack(cid=command.cid, seq=None).model_dump())  # after the catch-up
         return
     if isinstance(command, m.SetPresence):
-        await live.publish_presence(conn.actor, command.status, conn.last_seq)
+        if conn.actor.participant_id:
+            presence = conn.ws.app.state.rooms.presence
+            await presence.change(
+                room.workshop_id, conn.actor.participant_id, id(conn), command.status, conn.last_seq
+            )
         conn.control(m.Ack(cid=command.cid, seq=None).model_dump())
         return
     if isinstance(command, m.DragNote) and await _drag_admitted(conn, live, room, command):
@@ -499,6 +502,8 @@ async def _writer(
         if conn.fmt == "json":
             await ws.send_text(json.dumps(hello))
         del hello  # not kept for the socket's life
+        if conn.room is not None:
+            await rooms.presence.fill(conn.room)  # a room new here reads the board first
         async with live.sessionmaker() as session:
             await _send_missed(conn, rooms, session, live, last_seq, known)
         while True:

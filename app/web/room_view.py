@@ -31,8 +31,7 @@ async def room_view(
     holding one while waiting for another would exhaust the pool together."""
     live: LiveService = request.app.state.live
     definition, phases = live.cache.get(workshop)
-    rooms = request.app.state.rooms.rooms
-    presence = dict(rooms[workshop.id].presence) if workshop.id in rooms else {}
+    presence = await request.app.state.rooms.presence.read(workshop.id)
     # The page's seq and the rows it shows come from one moment (events after it
     # arrive over the socket exactly once).
     async with request.app.state.sessionmaker() as reader:

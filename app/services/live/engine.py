@@ -635,20 +635,3 @@ class LiveService:
                 "y": cmd.y,
             },
         )
-
-    async def publish_presence(self, actor: Actor, status: str, seq: int) -> None:
-        if actor.participant_id is None:
-            return
-        await self.publish(
-            actor.workshop_id,
-            {
-                "type": "participant.presence",
-                "seq": seq,
-                "actor": actor.wire,
-                "at": utcnow().isoformat(),
-                "cid": None,
-                "ts": None,
-                "participant_id": actor.participant_id,
-                "status": status,
-            },
-        )
