@@ -207,3 +207,43 @@ async def test_scripted_core_function_on_two_workers(workers: tuple[Server, Serv
     assert set(confirmed) <= set(rows)
     for client in clients:
         await client.close()
+
+
+def _presence_in(snapshot: dict, participant_id: str) -> str:
+    return next(p["presence"] for p in snapshot["participants"] if p["id"] == participant_id)
+
+
+async def test_presence_is_one_answer_on_every_worker(workers: tuple[Server, Server]) -> None:
+    """A room that starts on a worker after people joined on another shows them
+    online; a phone that comes back on the other worker before the first notices its
+    old socket is gone stays online; each worker's pages say the same."""
+    a, b = workers
+    workshop = await new_workshop(a)
+    on_a, on_b = _on(a, workshop), _on(b, workshop)
+    ann_id, ann_token = await on_b.join("Ann")
+    ann_on_b = await on_b.connect(ann_token, "Ann")
+    fac = await on_a.facilitator()  # the workshop's first socket on A
+    assert _presence_in(await fac.until("snapshot"), ann_id) == "online"
+
+    ann_on_a = await on_a.connect(ann_token, "Ann")  # her phone, back on A
+    await ann_on_b.close()  # B notices the old socket only now
+    await fac.quiet(0.5)
+    said = [
+        m["status"]
+        for m in fac.received
+        if m.get("type") == "participant.presence" and m["participant_id"] == ann_id
+    ]
+    assert said and said[-1] == "online", said
+    watcher = await on_b.facilitator()  # B's room for this workshop starts again
+    assert _presence_in(await watcher.until("snapshot"), ann_id) == "online"
+
+    await ann_on_a.close()
+    for client in (fac, watcher):
+        gone = await client.until(
+            lambda m: m.get("type") == "participant.presence" and m["status"] == "offline"
+        )
+        assert gone["participant_id"] == ann_id
+    late = await on_b.facilitator()
+    assert _presence_in(await late.until("snapshot"), ann_id) == "offline"
+    for client in (fac, watcher, late):
+        await client.close()

@@ -1,0 +1,182 @@
+"""Presence across sockets and workers (app.realtime.presence).
+
+The Redis board runs against a real Redis (TEST_REDIS_URL), each test under its own
+random key prefix; without Redis those tests skip, or fail when CI=true. Two boards
+with one prefix are two workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from app.realtime.hub import MemoryHub
+from app.realtime.presence import WORKER_TTL_S, MemoryBoard, Presence, RedisBoard
+from app.realtime.rooms import Room, Rooms
+from tests.conftest import REDIS_URL
+
+MakeBoard = Callable[[], Awaitable[RedisBoard]]
+ANN, BO = "ann", "bo"
+
+
+async def _nothing() -> None:
+    return None
+
+
+@pytest.fixture
+async def boards(redis_url: str) -> AsyncIterator[tuple[MakeBoard, Redis, str]]:
+    """Start RedisBoards ("workers") sharing one random key prefix."""
+    prefix = f"cxw-test:{uuid.uuid4().hex}:"
+    started: list[RedisBoard] = []
+    admin = Redis.from_url(redis_url, decode_responses=True)
+
+    async def make() -> RedisBoard:
+        board = RedisBoard(redis_url, prefix=prefix)
+        await board.start(_nothing)
+        started.append(board)
+        return board
+
+    try:
+        yield make, admin, prefix
+    finally:
+        for board in started:
+            await board.stop()
+        async for key in admin.scan_iter(match=prefix + "*"):
+            await admin.delete(key)
+        await admin.aclose()
+
+
+def _presence(hub: MemoryHub, workshop_id: str) -> list[dict[str, Any]]:
+    heard: list[dict[str, Any]] = []
+    hub.subscribe(workshop_id, heard.append)
+    return heard
+
+
+async def test_one_worker_says_online_while_any_socket_is_online() -> None:
+    hub = MemoryHub()
+    rooms = Rooms(hub)
+    heard = _presence(hub, "w")
+    presence = rooms.presence
+    await presence.change("w", ANN, 1, "online", 3)  # her laptop
+    await presence.change("w", ANN, 2, "online", 3)  # her phone
+    await presence.change("w", ANN, 2, "away", 3)  # the phone goes to sleep
+    await presence.change("w", ANN, 1, None, 3)  # the laptop closes
+    await presence.change("w", ANN, 2, "online", 4)
+    await presence.change("w", ANN, 2, None, 4)
+    assert [(e["status"], e["seq"]) for e in heard] == [
+        ("online", 3),
+        ("online", 3),
+        ("online", 3),  # the laptop is still online
+        ("away", 3),
+        ("online", 4),
+        ("offline", 4),
+    ]
+    versions = [e["version"] for e in heard]
+    assert versions == sorted(versions) and len(set(versions)) == len(versions)
+    assert await presence.read("w") == {}
+    assert await MemoryBoard().read("w") == {}  # nothing is kept for those who left
+
+
+async def test_a_room_applies_no_older_word_than_it_has() -> None:
+    room = Room("w", False, 0, {})
+
+    def event(status: str, version: int) -> dict[str, Any]:
+        return {"type": "participant.presence", "seq": 0, "actor": ANN, "participant_id": ANN} | {
+            "status": status,
+            "version": version,
+        }
+
+    room.on_message(event("online", 20))
+    assert room.presence == {ANN: "online"}
+    room.flush()
+    room.on_message(event("offline", 10))  # sent earlier by another worker
+    assert room.presence == {ANN: "online"}
+    assert not room.holding()  # the old one is not sent on
+    room.on_message(event("away", 0))  # the board was out of reach: applied
+    assert room.presence == {ANN: "away"} and room.holding()
+    room.on_message(event("offline", 30))
+    assert room.presence == {ANN: "offline"}
+    room.close()
+
+
+async def test_workers_share_one_answer(boards: tuple[MakeBoard, Redis, str]) -> None:
+    make, _admin, _prefix = boards
+    a, b = await make(), await make()
+    seen = [await a.put("w", ANN, "online")]
+    seen.append(await b.put("w", ANN, "away"))  # her phone, on the other worker
+    assert seen[-1][0] == "online"
+    seen.append(await a.put("w", ANN, "offline"))  # the laptop closes
+    assert seen[-1][0] == "away"
+    seen.append(await b.put("w", BO, "online"))
+    assert await a.read("w") == await b.read("w")
+    assert {pid: s for pid, (s, _v) in (await a.read("w")).items()} == {ANN: "away", BO: "online"}
+    seen.append(await b.put("w", ANN, "offline"))
+    assert seen[-1][0] == "offline"
+    assert (await a.read("w"))[ANN] == seen[-1]
+    versions = [v for _s, v in seen]
+    assert versions == sorted(versions) and len(set(versions)) == len(versions)
+    assert await a.read("nobody-here") == {}
+
+
+async def test_a_dead_workers_word_stops_counting(boards: tuple[MakeBoard, Redis, str]) -> None:
+    make, admin, prefix = boards
+    a, b = await make(), await make()
+    await a.put("w", ANN, "online")
+    assert await admin.ttl(prefix + "worker:" + a.worker) == WORKER_TTL_S
+    await admin.delete(prefix + "worker:" + a.worker)  # A died 30 s ago
+    assert (await b.read("w"))[ANN][0] == "offline"
+    assert (await b.put("w", ANN, "away"))[0] == "away"  # and its entry is dropped
+    assert a.worker not in await admin.hget(prefix + "presence:w", ANN)
+
+
+async def test_a_worker_rewrites_its_word_when_redis_lost_it(
+    boards: tuple[MakeBoard, Redis, str],
+) -> None:
+    make, admin, prefix = boards
+    hub = MemoryHub()
+    rooms = Rooms(hub)
+    board = RedisBoard(REDIS_URL, prefix=prefix, heartbeat=0.05)
+    presence = rooms.presence = Presence(board, hub, rooms)
+    await presence.start()
+    try:
+        heard: list[dict[str, Any]] = []
+        again = asyncio.Event()
+
+        def hear(message: dict[str, Any]) -> None:
+            heard.append(message)
+            if len(heard) > 1:
+                again.set()
+
+        hub.subscribe("w", hear)
+        await presence.change("w", ANN, 1, "online", 5)
+        await admin.delete(prefix + "worker:" + board.worker, prefix + "presence:w")  # a restart
+        await asyncio.wait_for(again.wait(), 5)
+        assert heard[1]["status"] == "online" and heard[1]["version"] > heard[0]["version"]
+        reader = await make()
+        assert (await reader.read("w"))[ANN] == ("online", heard[1]["version"])
+    finally:
+        await presence.stop()
+
+
+async def test_a_page_rendered_without_a_room_here_reads_the_board(
+    boards: tuple[MakeBoard, Redis, str],
+) -> None:
+    make, _admin, _prefix = boards
+    elsewhere = await make()
+    await elsewhere.put("w", ANN, "online")
+    hub = MemoryHub()
+    rooms = Rooms(hub, await make())
+    assert await rooms.presence.read("w") == {ANN: "online"}
+    room = Room("w", False, 0, {})
+    rooms.rooms["w"] = room
+    await rooms.presence.fill(room)  # a room new here starts from the board
+    assert room.presence == {ANN: "online"}
+    await elsewhere.put("w", ANN, "offline")
+    # Once filled, the room answers (it hears every change from then on).
+    assert await rooms.presence.read("w") == {ANN: "online"}
+    room.close()
