@@ -13,7 +13,8 @@ sockets say (`online` if any is, else `away` if any is, else nothing), on a shar
   script, so it is atomic across workers. A worker is alive while its key
   `<prefix>worker:<id>` exists (30 s, renewed every 10 s): a crashed worker's word
   stops counting within 30 s. If the renewal finds its key gone (Redis restarted; it
-  keeps nothing on disk), the worker writes all its participants again.
+  keeps nothing on disk), the worker writes all its participants again; a write that
+  failed (Redis was away) is made again at the next renewal.
 
 Every change gets a **version**, always more than the participant's previous one (in
 Redis, the server's clock in microseconds; in memory, a counter).
@@ -38,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -53,10 +54,13 @@ log = logging.getLogger(__name__)
 RANK = {"offline": 0, "away": 1, "online": 2}
 WORKER_TTL_S = 30
 HEARTBEAT_S = 10.0
+POOL_SIZE = 4
 BOARD_TTL_S = 24 * 3600  # a board no one has written to for a day goes
 
 # One participant's word from one worker: (status, version).
 Seen = tuple[str, int]
+# Called after each renewal of a worker's key: True if Redis had lost it.
+Beat = Callable[[bool], Awaitable[None]]
 
 
 def strongest(statuses: Any) -> str:
@@ -72,7 +76,7 @@ class MemoryBoard:
         self._board: dict[str, dict[str, Seen]] = {}
         self._versions = itertools.count(1)
 
-    async def start(self, lost: Callable[[], Awaitable[None]]) -> None:
+    async def start(self, beat: Beat) -> None:
         return None
 
     async def stop(self) -> None:
@@ -166,14 +170,19 @@ class RedisBoard:
     shared = True
 
     def __init__(self, url: str, *, prefix: str = "cxw:", heartbeat: float = HEARTBEAT_S):
-        self._redis = Redis.from_url(
+        # A few connections, waited for (at most 2 s): a reconnect storm of a thousand
+        # sockets must not open a thousand connections to Redis.
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=POOL_SIZE,
+            timeout=2,
             client_name="cxw-presence",
             decode_responses=True,
             retry=Retry(NoBackoff(), 0),
             socket_connect_timeout=2,
             socket_timeout=2,
         )
+        self._redis = Redis(connection_pool=pool)
         self._prefix = prefix
         self.worker = os.urandom(6).hex()
         self._workers = prefix + "worker:"
@@ -185,23 +194,24 @@ class RedisBoard:
     def _board(self, workshop_id: str) -> str:
         return f"{self._prefix}presence:{workshop_id}"
 
-    async def start(self, lost: Callable[[], Awaitable[None]]) -> None:
+    async def start(self, beat: Beat) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self._alive()
-        self._task = asyncio.create_task(self._beat(lost), name="presence-heartbeat")
+        self._task = asyncio.create_task(self._beat(beat), name="presence-heartbeat")
 
     async def _alive(self) -> bool:
         """Renew this worker's key; False if it was gone (or this is the first time)."""
         before = await self._redis.set(self._workers + self.worker, 1, ex=WORKER_TTL_S, get=True)
         return before is not None
 
-    async def _beat(self, lost: Callable[[], Awaitable[None]]) -> None:
+    async def _beat(self, beat: Beat) -> None:
         while True:
             await asyncio.sleep(self._heartbeat)
             try:
-                if not await self._alive():
+                gone = not await self._alive()
+                if gone:
                     log.warning("presence: this worker's entry was gone from Redis; rewriting")
-                    await lost()
+                await beat(gone)
             except (RedisError, OSError) as exc:
                 log.warning("presence: cannot renew this worker in Redis (%s)", exc)
             except Exception:
@@ -214,7 +224,7 @@ class RedisBoard:
             await asyncio.wait([task])
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(self._workers + self.worker)
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)
 
     async def put(self, workshop_id: str, participant_id: str, status: str) -> Seen:
         keys = [self._board(workshop_id)]
@@ -266,7 +276,7 @@ class Presence:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        await self.board.start(self._rewrite)
+        await self.board.start(self._beat)
         self.hub.after_resync(self._resynced)
 
     async def stop(self) -> None:
@@ -366,7 +376,7 @@ class Presence:
         task.add_done_callback(self._tasks.discard)
 
     async def _after_resync(self) -> None:
-        await self._rewrite()
+        await self._rewrite(set(self._sockets) | self._unsaved)
         if not self.board.shared:
             return
         for room in list(self.rooms.rooms.values()):
@@ -380,9 +390,13 @@ class Presence:
                     event = presence_event(pid, status, version, room.last_seq)
                     self.hub.deliver(room.workshop_id, event)
 
-    async def _rewrite(self) -> None:
-        """The board may have lost this worker's words (Redis restarted, or writes
-        failed while it was away): write them all again and publish them."""
-        for key in set(self._sockets) | self._unsaved:
+    async def _beat(self, gone: bool) -> None:
+        """After each renewal: if Redis lost this worker's words (it restarted),
+        write them all again; else those whose write failed (it was away)."""
+        await self._rewrite(set(self._sockets) | self._unsaved if gone else set(self._unsaved))
+
+    async def _rewrite(self, keys: set[tuple[str, str]]) -> None:
+        """Write these participants' words again, and publish everyone's."""
+        for key in keys:
             room = self.rooms.rooms.get(key[0])
             await self._announce(key, room.last_seq if room is not None else 0)

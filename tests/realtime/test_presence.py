@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.realtime.hub import MemoryHub
 from app.realtime.presence import WORKER_TTL_S, MemoryBoard, Presence, RedisBoard
@@ -24,7 +25,7 @@ MakeBoard = Callable[[], Awaitable[RedisBoard]]
 ANN, BO = "ann", "bo"
 
 
-async def _nothing() -> None:
+async def _nothing(_gone: bool) -> None:
     return None
 
 
@@ -181,3 +182,38 @@ async def test_a_page_rendered_without_a_room_here_reads_the_board(
     # Once filled, the room answers (it hears every change from then on).
     assert await rooms.presence.read("w") == {ANN: "online"}
     room.close()
+
+
+async def test_a_write_that_failed_is_made_at_the_next_renewal(
+    boards: tuple[MakeBoard, Redis, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make, _admin, prefix = boards
+    hub = MemoryHub()
+    rooms = Rooms(hub)
+    board = RedisBoard(REDIS_URL, prefix=prefix, heartbeat=0.05)
+    presence = rooms.presence = Presence(board, hub, rooms)
+    put = board.put
+
+    async def away(*_args: Any) -> Any:
+        raise RedisConnectionError("Redis is away")
+
+    monkeypatch.setattr(board, "put", away)
+    heard: list[dict[str, Any]] = []
+    written = asyncio.Event()
+
+    def hear(message: dict[str, Any]) -> None:
+        heard.append(message)
+        if message["version"]:
+            written.set()
+
+    hub.subscribe("w", hear)
+    await presence.change("w", ANN, 1, "online", 5)
+    assert [(m["status"], m["version"]) for m in heard] == [("online", 0)]  # her worker's word
+    monkeypatch.setattr(board, "put", put)  # Redis is back
+    await presence.start()
+    try:
+        await asyncio.wait_for(written.wait(), 5)
+        reader = await make()
+        assert (await reader.read("w"))[ANN] == ("online", heard[-1]["version"])
+    finally:
+        await presence.stop()
