@@ -394,6 +394,8 @@ async def _send_missed(
         else:
             room = rooms.rooms.get(conn.actor.workshop_id)
             shared = await _shared_snapshot(room, session, live, workshop, conn.audience)
+            if room is not None:
+                await rooms.presence.fill(room)  # a room new here reads the board first
             presence = room.presence if room else {}
             await conn.ws.send_text(shared.text(conn.actor.participant_id, presence))
         conn.last_seq = workshop.seq
@@ -502,8 +504,6 @@ async def _writer(
         if conn.fmt == "json":
             await ws.send_text(json.dumps(hello))
         del hello  # not kept for the socket's life
-        if conn.room is not None:
-            await rooms.presence.fill(conn.room)  # a room new here reads the board first
         async with live.sessionmaker() as session:
             await _send_missed(conn, rooms, session, live, last_seq, known)
         while True:
