@@ -52,6 +52,31 @@ async def boards(redis_url: str) -> AsyncIterator[tuple[MakeBoard, Redis, str]]:
         await admin.aclose()
 
 
+def _fast_worker(prefix: str) -> tuple[MemoryHub, RedisBoard, Presence]:
+    """A worker's hub, board (renewed every 50 ms) and presence, not started."""
+    hub = MemoryHub()
+    rooms = Rooms(hub)
+    board = RedisBoard(REDIS_URL, prefix=prefix, heartbeat=0.05)
+    rooms.presence = Presence(board, hub, rooms)
+    return hub, board, rooms.presence
+
+
+def _hear_until(
+    hub: MemoryHub, done: Callable[[list[dict[str, Any]]], bool]
+) -> tuple[list[dict[str, Any]], asyncio.Event]:
+    """What the room "w" hears, and an event set once `done(heard)`."""
+    heard: list[dict[str, Any]] = []
+    event = asyncio.Event()
+
+    def hear(message: dict[str, Any]) -> None:
+        heard.append(message)
+        if done(heard):
+            event.set()
+
+    hub.subscribe("w", hear)
+    return heard, event
+
+
 def _presence(hub: MemoryHub, workshop_id: str) -> list[dict[str, Any]]:
     heard: list[dict[str, Any]] = []
     hub.subscribe(workshop_id, heard.append)
@@ -140,21 +165,10 @@ async def test_a_worker_rewrites_its_word_when_redis_lost_it(
     boards: tuple[MakeBoard, Redis, str],
 ) -> None:
     make, admin, prefix = boards
-    hub = MemoryHub()
-    rooms = Rooms(hub)
-    board = RedisBoard(REDIS_URL, prefix=prefix, heartbeat=0.05)
-    presence = rooms.presence = Presence(board, hub, rooms)
+    hub, board, presence = _fast_worker(prefix)
     await presence.start()
     try:
-        heard: list[dict[str, Any]] = []
-        again = asyncio.Event()
-
-        def hear(message: dict[str, Any]) -> None:
-            heard.append(message)
-            if len(heard) > 1:
-                again.set()
-
-        hub.subscribe("w", hear)
+        heard, again = _hear_until(hub, lambda heard: len(heard) > 1)
         await presence.change("w", ANN, 1, "online", 5)
         await admin.delete(prefix + "worker:" + board.worker, prefix + "presence:w")  # a restart
         await asyncio.wait_for(again.wait(), 5)
@@ -188,25 +202,14 @@ async def test_a_write_that_failed_is_made_at_the_next_renewal(
     boards: tuple[MakeBoard, Redis, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make, _admin, prefix = boards
-    hub = MemoryHub()
-    rooms = Rooms(hub)
-    board = RedisBoard(REDIS_URL, prefix=prefix, heartbeat=0.05)
-    presence = rooms.presence = Presence(board, hub, rooms)
+    hub, board, presence = _fast_worker(prefix)
     put = board.put
 
     async def away(*_args: Any) -> Any:
         raise RedisConnectionError("Redis is away")
 
     monkeypatch.setattr(board, "put", away)
-    heard: list[dict[str, Any]] = []
-    written = asyncio.Event()
-
-    def hear(message: dict[str, Any]) -> None:
-        heard.append(message)
-        if message["version"]:
-            written.set()
-
-    hub.subscribe("w", hear)
+    heard, written = _hear_until(hub, lambda heard: bool(heard[-1]["version"]))
     await presence.change("w", ANN, 1, "online", 5)
     assert [(m["status"], m["version"]) for m in heard] == [("online", 0)]  # her worker's word
     monkeypatch.setattr(board, "put", put)  # Redis is back
