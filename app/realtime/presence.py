@@ -270,7 +270,8 @@ class Presence:
         self.rooms = rooms
         # (workshop, participant) -> {socket key: its status}
         self._sockets: dict[tuple[str, str], dict[int, str]] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # One lock per participant with a write under way here, and how many use it.
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
         # Participants whose latest word could not be written (Redis was down).
         self._unsaved: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -304,13 +305,17 @@ class Presence:
         await self._announce(key, seq)
 
     async def _announce(self, key: tuple[str, str], seq: int) -> None:
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
         try:
             async with lock:  # this worker's words on one participant, in order
                 status, version = await self._write(*key)
                 await self._publish(key[0], presence_event(key[1], status, version, seq))
         finally:
-            if not lock.locked() and self._locks.get(key) is lock:
+            lock, users = self._locks[key]
+            if users > 1:
+                self._locks[key] = (lock, users - 1)
+            else:
                 del self._locks[key]
 
     async def _write(self, workshop_id: str, participant_id: str) -> Seen:

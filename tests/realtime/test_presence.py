@@ -220,3 +220,53 @@ async def test_a_write_that_failed_is_made_at_the_next_renewal(
         assert (await reader.read("w"))[ANN] == ("online", heard[-1]["version"])
     finally:
         await presence.stop()
+
+
+async def test_one_workers_words_on_a_participant_keep_their_order(
+    boards: tuple[MakeBoard, Redis, str],
+) -> None:
+    make, _admin, prefix = boards
+    hub, _board, presence = _fast_worker(prefix)
+    heard, _ = _hear_until(hub, lambda _heard: False)
+    await presence.start()
+    try:
+        # Her sockets open and close at once, as in a reconnect storm; the last word,
+        # the board and every version agree with what her sockets say at the end.
+        changes = (
+            presence.change("w", ANN, i % 3, "online" if i % 2 else None, 1) for i in range(30)
+        )
+        await asyncio.gather(*changes)
+        assert presence.here("w", ANN) == "online"  # sockets 0 and 2 said online last
+        assert heard[-1]["status"] == "online"
+        assert (await (await make()).read("w"))[ANN] == ("online", heard[-1]["version"])
+        versions = [m["version"] for m in heard]
+        assert versions == sorted(versions) and len(set(versions)) == 30
+        assert presence._locks == {}
+    finally:
+        await presence.stop()
+
+
+async def test_a_participants_writes_never_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker writes one participant's word once at a time, however the calls
+    arrive (otherwise an older word could reach the board last)."""
+    rooms = Rooms(MemoryHub())
+    presence = rooms.presence
+    put = presence.board.put
+    running = most = 0
+
+    async def slow_put(*args: Any) -> Any:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.002)
+        running -= 1
+        return await put(*args)
+
+    monkeypatch.setattr(presence.board, "put", slow_put)
+    calls = []
+    for i in range(40):
+        calls.append(asyncio.create_task(presence.change("w", ANN, i, "online", 1)))
+        await asyncio.sleep(0.0015 * (i % 3))  # arrivals spread over the writes
+    await asyncio.gather(*calls)
+    assert most == 1
+    assert presence._locks == {}
