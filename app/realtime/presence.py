@@ -341,7 +341,7 @@ class Presence:
         the board, else the board (for a page to render)."""
         room = self.rooms.rooms.get(workshop_id)
         if room is not None and (room.presence_filled is not None or not self.board.shared):
-            await self.fill(room)
+            await self.fill(room)  # (waits if its read is under way)
             return dict(room.presence)
         try:
             seen = await self.board.read(workshop_id)
@@ -357,13 +357,13 @@ class Presence:
     async def fill(self, room: Room) -> None:
         """A room new on this worker learns what the board knows (once; whoever
         joins meanwhile waits for the same read)."""
+        if not self.board.shared:
+            return  # one worker: the room has heard every change since it opened
         if room.presence_filled is None:
             room.presence_filled = asyncio.ensure_future(self._fill(room))
         await asyncio.shield(room.presence_filled)
 
     async def _fill(self, room: Room) -> None:
-        if not self.board.shared:
-            return  # one worker: the room has heard every change since it opened
         try:
             seen = await self.board.read(room.workshop_id)
         except (RedisError, OSError) as exc:
