@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
@@ -25,14 +25,14 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.engine import begin_consistent_read
-from app.db.models import Workshop
+from app.db.models import Participant, Workshop
 from app.domain.definitions import Definition, Phase
 from app.realtime import messages as m
 from app.realtime.html import html_context, render_control
 from app.realtime.rooms import CLOSE_REMOVED, Connection, Frame, Room, Rooms, close_quietly
 from app.services.identity import (
+    participant_claim,
     participant_cookie,
-    participant_from_token,
     projector_allowed,
     projector_cookie,
 )
@@ -79,12 +79,56 @@ _WORKSHOP_FOR_SOCKET = (
 )
 
 
-Admitted = tuple[Actor, Workshop, tuple[Definition, tuple[Phase, ...]], bool]
+class Door(NamedTuple):
+    """What the handshake needs of the database: the workshop row's few columns and
+    whether the participant claimed (if any) is in it and not removed."""
+
+    seq: int
+    anonymous: bool
+    facilitator_id: str
+    participant_ok: bool
+
+
+Admitted = tuple[Actor, Door, tuple[Definition, tuple[Phase, ...]], bool]
+
+
+async def _door(
+    ws: WebSocket, workshop_id: str, participant_id: str | None
+) -> tuple[Door, tuple[Definition, tuple[Phase, ...]]] | None:
+    """The workshop's door and parsed definition; None if there is no such workshop.
+
+    On PostgreSQL with the definition cached (any socket after a workshop's first on
+    this worker) one round trip on the live lane (`PgLane.admit`); else, or if the
+    lane cannot read it, the usual session."""
+    live: LiveService = ws.app.state.live
+    lane, definition = live.pg_lane, live.cache.peek(workshop_id)
+    if lane is not None and definition is not None:
+        row = await lane.admit(workshop_id, participant_id)
+        if row is not None:
+            if row["seq"] is None:
+                return None
+            door = Door(row["seq"], row["anonymous"], row["facilitator_id"], bool(row[3]))
+            return door, definition
+    async with ws.app.state.sessionmaker() as session:
+        params = {"wid": workshop_id}
+        workshop = (await session.exec(_WORKSHOP_FOR_SOCKET, params=params)).first()
+        if workshop is None:
+            return None
+        ok = False
+        if participant_id is not None:
+            participant = await session.get(Participant, participant_id)
+            ok = (
+                participant is not None
+                and participant.removed_at is None
+                and participant.workshop_id == workshop_id
+            )
+        door = Door(workshop.seq, workshop.anonymous, workshop.facilitator_id, ok)
+        return door, await live.definition(session, workshop_id)
 
 
 async def _authenticate(ws: WebSocket, workshop_id: str) -> Admitted | None:
-    """Who is connecting, the workshop, its parsed definition, and whether only as the
-    projector; None to refuse."""
+    """Who is connecting, the workshop's door, its parsed definition, and whether
+    only as the projector; None to refuse."""
     state = ws.app.state
     codec: TokenCodec = state.codec
     settings = state.settings
@@ -92,40 +136,38 @@ async def _authenticate(ws: WebSocket, workshop_id: str) -> Admitted | None:
     auth = ws.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         token = auth[7:]
-    async with state.sessionmaker() as session:
-        params = {"wid": workshop_id}
-        workshop = (await session.exec(_WORKSHOP_FOR_SOCKET, params=params)).first()
-        if workshop is None:
+    participant_token = token or ws.cookies.get(participant_cookie(workshop_id), "")
+    if participant_token and is_participant_token(codec, participant_token):
+        # A participant's token (maybe expired, or another workshop's) decides alone.
+        claimed = participant_claim(codec, settings, workshop_id, participant_token)
+        if claimed is None:
             return None
-        definition = await state.live.definition(session, workshop_id)
-        participant_token = token or ws.cookies.get(participant_cookie(workshop_id), "")
-        if participant_token and is_participant_token(codec, participant_token):
-            participant = await participant_from_token(
-                session, codec, settings, workshop_id, participant_token
-            )
-            if participant is None:
-                return None
-            actor = Actor("participant", workshop_id, participant_id=participant.id)
-            return actor, workshop, definition, False
-        candidates = []
-        if token:
-            candidates.append((ACCESS, token, settings.access_token_hours * 3600))
-        cookie = ws.cookies.get("cxw_session")
-        if cookie:
-            candidates.append((SESSION, cookie, settings.session_hours * 3600))
-        for kind, value, max_age in candidates:
-            with contextlib.suppress(InvalidToken):
-                payload = codec.loads(kind, value, max_age_s=max_age)
-                if payload.get("f") == workshop.facilitator_id:
-                    actor = Actor(
-                        "facilitator", workshop_id, facilitator_id=workshop.facilitator_id
-                    )
-                    return actor, workshop, definition, False
-        # A projector link (a shared screen): the projector audience, read-only.
-        for value in (token, ws.cookies.get(projector_cookie(workshop_id), "")):
-            if projector_allowed(codec, settings, workshop_id, value):
-                actor = Actor("facilitator", workshop_id, facilitator_id=workshop.facilitator_id)
-                return actor, workshop, definition, True
+        found = await _door(ws, workshop_id, claimed)
+        if found is None or not found[0].participant_ok:
+            return None
+        actor = Actor("participant", workshop_id, participant_id=claimed)
+        return actor, found[0], found[1], False
+    found = await _door(ws, workshop_id, None)
+    if found is None:
+        return None
+    door, definition = found
+    candidates = []
+    if token:
+        candidates.append((ACCESS, token, settings.access_token_hours * 3600))
+    cookie = ws.cookies.get("cxw_session")
+    if cookie:
+        candidates.append((SESSION, cookie, settings.session_hours * 3600))
+    for kind, value, max_age in candidates:
+        with contextlib.suppress(InvalidToken):
+            payload = codec.loads(kind, value, max_age_s=max_age)
+            if payload.get("f") == door.facilitator_id:
+                actor = Actor("facilitator", workshop_id, facilitator_id=door.facilitator_id)
+                return actor, door, definition, False
+    # A projector link (a shared screen): the projector audience, read-only.
+    for value in (token, ws.cookies.get(projector_cookie(workshop_id), "")):
+        if projector_allowed(codec, settings, workshop_id, value):
+            actor = Actor("facilitator", workshop_id, facilitator_id=door.facilitator_id)
+            return actor, door, definition, True
     return None
 
 
@@ -179,7 +221,7 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
     if found is None:
         await ws.close(CLOSE_POLICY, "not allowed in this workshop")
         return
-    actor, workshop, (definition, _phases), projector_only = found
+    actor, door, (definition, _phases), projector_only = found
     audience: m.Audience = "participant"
     if actor.is_facilitator:
         view = ws.query_params.get("view")
@@ -193,10 +235,10 @@ async def workshop_socket(ws: WebSocket, workshop_id: str) -> None:
     live: LiveService = ws.app.state.live
     fmt: Literal["json", "html"] = "html" if ws.query_params.get("format") == "html" else "json"
     conn = Connection(ws=ws, actor=actor, audience=audience, fmt=fmt, address=address)
-    seq = workshop.seq
-    room = rooms.join(conn, workshop.anonymous, seq, html_context(definition))
-    # This coroutine lives as long as the socket: keep no ORM row (or definition) in it.
-    del found, workshop, definition, _phases
+    seq = door.seq
+    room = rooms.join(conn, door.anonymous, seq, html_context(definition))
+    # This coroutine lives as long as the socket: keep no definition in it.
+    del found, door, definition, _phases
     writer = asyncio.create_task(_writer(conn, rooms, live, last_seq, seq))
     presence = rooms.presence
     pid = actor.participant_id

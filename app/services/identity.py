@@ -39,15 +39,26 @@ async def participant_from_token(
     session: AsyncSession, codec: TokenCodec, settings: Settings, workshop_id: str, token: str
 ) -> Participant | None:
     """The active participant the token was issued to, for this workshop only."""
+    claimed = participant_claim(codec, settings, workshop_id, token)
+    if claimed is None:
+        return None
+    participant = await session.get(Participant, claimed)
+    if (
+        participant is not None
+        and participant.removed_at is None
+        and participant.workshop_id == workshop_id
+    ):
+        return participant
+    return None
+
+
+def participant_claim(
+    codec: TokenCodec, settings: Settings, workshop_id: str, token: str
+) -> str | None:
+    """The participant a signed, unexpired token names for this workshop (whether they
+    are still in it is for the database to say); None if it names none."""
     with contextlib.suppress(InvalidToken):
         payload = codec.loads(PARTICIPANT, token, max_age_s=settings.participant_token_days * 86400)
-        if payload.get("w") != workshop_id:
-            return None
-        participant = await session.get(Participant, str(payload.get("p")))
-        if (
-            participant is not None
-            and participant.removed_at is None
-            and participant.workshop_id == workshop_id
-        ):
-            return participant
+        if payload.get("w") == workshop_id:
+            return str(payload.get("p"))
     return None

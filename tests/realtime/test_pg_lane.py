@@ -15,13 +15,17 @@ from typing import Any
 
 import asyncpg
 import pytest
+import websockets
+from sqlalchemy import event as sa_event
 from sqlalchemy import make_url
+from websockets.exceptions import InvalidStatus
 
 from app.realtime.messages import parse_command
 from app.services.live.context import Actor, utcnow
 from app.services.live.engine import LiveService
 from app.services.live.participation import spot
 from app.services.live.pg_lane import LaneUnavailable, PgLane, make_pg_lane
+from app.services.security import PARTICIPANT, TokenCodec
 from tests.realtime.conftest import Client, Server, Workshop, new_workshop
 
 pytestmark = [
@@ -592,3 +596,87 @@ async def test_a_connection_that_cannot_be_warmed_is_used_cold(
         assert len(opened) == 1 and lane.enabled and lane.calls == 1
     finally:
         await lane.close()
+
+
+async def test_a_socket_is_admitted_by_one_lane_read_with_the_usual_rules(
+    server: Server, workshop: Workshop
+) -> None:
+    """Once a workshop's definition is cached here, the handshake's reads (the workshop
+    row, the participant) are one read on the lane and none through SQLAlchemy; the
+    lane's answer refuses what the usual reads refuse; a lane that cannot read leaves
+    them to the usual reads."""
+    live, lane = _live(server), _lane(server)
+    reads: list[tuple[str, str | None, bool]] = []
+    admit = lane.admit
+
+    async def counted(workshop_id: str, participant_id: str | None) -> Any:
+        row = await admit(workshop_id, participant_id)
+        reads.append((workshop_id, participant_id, row is not None))
+        return row
+
+    lane.admit = counted  # type: ignore[method-assign]
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    engine = server.app.state.engine.sync_engine
+    sa_event.listen(engine, "before_cursor_execute", seen)
+    admin = await asyncpg.connect(_dsn(server))
+    try:
+        fac = await workshop.facilitator()  # the first socket here reads it the usual way
+        assert reads == [] and live.cache.peek(workshop.id) is not None
+        ann_id, ann_token = await workshop.join("Ann")
+        ann = await workshop.connect(ann_token, "ann")
+        seq = (await ann.until("snapshot"))["seq"]
+        await ann.close()
+        statements.clear()
+        reads.clear()
+        # A resume the room's memory covers: no statement at all, one lane read.
+        ann = await workshop.connect(ann_token, "ann", last_seq=seq)
+        assert reads == [(workshop.id, ann_id, True)]
+        assert statements == []
+        await ann.close()
+
+        codec = TokenCodec(server.settings.secret_key)
+        other = await new_workshop(server, "other@agency.gov")
+        olive_id, _olive_token = await other.join("Olive")
+        rex_id, rex_token = await workshop.join("Rex")
+        await admin.execute("UPDATE participant SET removed_at = now() WHERE id = $1", rex_id)
+        # A workshop this worker still knows that has no row any more.
+        raw = await admin.fetchval("SELECT definition FROM workshop WHERE id = $1", workshop.id)
+        live.cache.put("gone-workshop", json.loads(raw))
+        base = f"{server.ws_base}/ws/workshops"
+        olive_here = codec.dumps(PARTICIPANT, {"w": workshop.id, "p": olive_id})
+        here = f"{base}/{workshop.id}?token="
+        refused = {
+            "removed": (here + rex_token, rex_id),
+            "another workshop's participant": (here + olive_here, olive_id),
+            "another workshop's facilitator": (here + other.facilitator_token, None),
+            "no such workshop": (f"{base}/gone-workshop?token={workshop.facilitator_token}", None),
+        }
+        for what, (url, pid) in refused.items():
+            reads.clear()
+            with pytest.raises(InvalidStatus) as refusal:
+                await websockets.connect(url)
+            assert refusal.value.response.status_code == 403, what
+            wid = url.split("/")[-1].split("?")[0]
+            assert reads == [(wid, pid, True)], what
+
+        # The lane cannot read: the usual reads decide, as before.
+        async def unread(workshop_id: str, participant_id: str | None) -> None:
+            reads.append((workshop_id, participant_id, False))
+
+        lane.admit = unread  # type: ignore[method-assign]
+        statements.clear()
+        ann = await workshop.connect(ann_token, "ann", last_seq=seq)
+        assert any("FROM participant" in s for s in statements)
+        await ann.close()
+        with pytest.raises(InvalidStatus) as refusal:
+            await websockets.connect(f"{base}/{workshop.id}?token={rex_token}")
+        assert refusal.value.response.status_code == 403
+        await fac.close()
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", seen)
+        lane.admit = admit  # type: ignore[method-assign]
+        await admin.close()

@@ -79,6 +79,18 @@ DOT_REMOVE = "SELECT o_seq, o_dots, o_left FROM live_dot_remove($1, $2, $3, $4, 
 CALLS = (CARD_VOTE, LEVEL_VOTE, NOTE_CREATE, NOTE_MOVE, DOT_ADD, DOT_REMOVE)
 
 
+# Who may open a socket (app.realtime.socket): the workshop row's few columns and,
+# for a participant ($2), whether they are in it and not removed (NULL: no such
+# participant there). Always one row, so that a batch's rows line up with its calls:
+# no such workshop gives a NULL seq.
+ADMIT = (
+    "SELECT w.seq, w.anonymous, w.facilitator_id,"
+    " (SELECT p.removed_at IS NULL FROM participant AS p"
+    " WHERE p.id = $2 AND p.workshop_id = $1) AS participant_ok"
+    " FROM (SELECT 1) AS one LEFT JOIN workshop AS w ON w.id = $1"
+)
+
+
 def _warm_call(sql: str) -> str:
     function = sql.split(" FROM ")[1].split("(")[0]
     nulls = ", ".join(["NULL"] * sql.count("$"))
@@ -326,6 +338,18 @@ class PgLane:
         self.calls += 1
         return Done(event, result)
 
+    async def admit(self, workshop_id: str, participant_id: str | None) -> asyncpg.Record | None:
+        """`ADMIT`'s row for a socket that opens; None: not read here (nothing is
+        known), read it the usual way.
+
+        One round trip, and no transaction to begin and roll back around it: the
+        usual path's two ORM reads made four. Sockets that open while one read is
+        under way (a reconnect storm) are read together in the next one."""
+        try:
+            return await self._call_with_others(("", ADMIT), (workshop_id, participant_id or ""))
+        except LaneUnavailable:
+            return None
+
     async def _call_with_others(
         self, key: tuple[str, str], args: tuple[Any, ...]
     ) -> asyncpg.Record | None:
@@ -484,7 +508,7 @@ class PgLane:
         connection = await self._connect()
         try:
             await connection.execute(WARM, timeout=TIMEOUT_S)
-            for sql in CALLS:
+            for sql in (ADMIT, *CALLS):
                 await connection.prepare(sql, timeout=TIMEOUT_S)
         except asyncpg.UndefinedFunctionError:
             pass  # no functions (an older database): the first call finds out
