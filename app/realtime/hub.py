@@ -83,6 +83,12 @@ class Hub:
         for workshop_id in list(self._listeners):
             self.deliver(workshop_id, message)
 
+    def wire(self, workshop_id: str) -> tuple[str, str] | None:
+        """Where other processes hear a workshop's messages, for one that publishes
+        there itself (a Redis script): the channel and what goes before a message's
+        JSON; None when only this process hears them."""
+        return None
+
     def after_resync(self, callback: Callable[[], None]) -> None:
         """Call `callback` each time the backend has lost messages, after the
         listeners got `RESYNC`."""

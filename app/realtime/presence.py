@@ -10,7 +10,11 @@ sockets say (`online` if any is, else `away` if any is, else nothing), on a shar
 * `MemoryBoard`: one worker, in this process (the embedded default, tests).
 * `RedisBoard`: a Redis hash per workshop, `<prefix>presence:<workshop id>`, one
   field per participant: `<version>;<worker>=<status>;…`. Each change is one Lua
-  script, so it is atomic across workers. A worker is alive while its key
+  script, so it is atomic across workers; when the hub is in Redis too, the same
+  script publishes the `participant.presence` event on the workshop's channel (one
+  round trip, not two). That connection is not the hub's publishing one, so the
+  event may reach other workers ahead of a stored event this worker published just
+  before it; it names that event's seq, and rooms hold it until the event arrives. A worker is alive while its key
   `<prefix>worker:<id>` exists (30 s, renewed every 10 s): a crashed worker's word
   stops counting within 30 s. If the renewal finds its key gone (Redis restarted; it
   keeps nothing on disk), the worker writes all its participants again; a write that
@@ -33,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -59,6 +64,9 @@ BOARD_TTL_S = 24 * 3600  # a board no one has written to for a day goes
 
 # One participant's word from one worker: (status, version).
 Seen = tuple[str, int]
+# A `participant.presence` event for the board's script to publish: the channel, and
+# the event's text up to its status (the script adds the status and version).
+Wire = tuple[str, str]
 # Called after each renewal of a worker's key: True if Redis had lost it.
 Beat = Callable[[bool], Awaitable[None]]
 
@@ -82,7 +90,9 @@ class MemoryBoard:
     async def stop(self) -> None:
         return None
 
-    async def put(self, workshop_id: str, participant_id: str, status: str) -> Seen:
+    async def put(
+        self, workshop_id: str, participant_id: str, status: str, wire: Wire | None = None
+    ) -> Seen:
         seen = (status, next(self._versions))
         board = self._board.setdefault(workshop_id, {})
         board[participant_id] = seen
@@ -97,7 +107,8 @@ class MemoryBoard:
 
 
 # KEYS[1] the board; ARGV: participant, worker, its status ("offline": none), the
-# workers' key prefix, the board's TTL. Returns {everyone's status, version}.
+# workers' key prefix, the board's TTL and, to publish the event too, its channel and
+# its text up to the status (`Presence._wire`). Returns {everyone's status, version}.
 PUT = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 local t = redis.call('TIME')
@@ -131,6 +142,9 @@ for w, s in pairs(words) do
 end
 redis.call('HSET', KEYS[1], ARGV[1], table.concat(parts, ';'))
 redis.call('EXPIRE', KEYS[1], ARGV[5])
+if ARGV[6] then
+  redis.call('PUBLISH', ARGV[6], ARGV[7] .. best .. '","version":' .. v .. '}')
+end
 return {best, v}
 """
 
@@ -226,9 +240,14 @@ class RedisBoard:
             await self._redis.delete(self._workers + self.worker)
         await self._redis.aclose(close_connection_pool=True)
 
-    async def put(self, workshop_id: str, participant_id: str, status: str) -> Seen:
+    async def put(
+        self, workshop_id: str, participant_id: str, status: str, wire: Wire | None = None
+    ) -> Seen:
+        """Write this worker's word; with `wire`, also publish the event (`Presence._wire`)."""
         keys = [self._board(workshop_id)]
         args: list[str | int] = [participant_id, self.worker, status, self._workers, BOARD_TTL_S]
+        if wire is not None:
+            args += wire
         best, version = await self._put(keys=keys, args=args)
         return str(best), int(version)
 
@@ -309,8 +328,15 @@ class Presence:
         self._locks[key] = (lock, users + 1)
         try:
             async with lock:  # this worker's words on one participant, in order
-                status, version = await self._write(*key)
-                await self._publish(key[0], presence_event(key[1], status, version, seq))
+                event = presence_event(key[1], "offline", 0, seq)
+                wire = self._wire(key[0], event)
+                status, version = await self._write(*key, wire)
+                event["status"], event["version"] = status, version
+                if wire is not None and version:
+                    # The script published it to the other workers: this one's own.
+                    self.hub.deliver(key[0], event)
+                else:
+                    await self._publish(key[0], event)
         finally:
             lock, users = self._locks[key]
             if users > 1:
@@ -318,11 +344,25 @@ class Presence:
             else:
                 del self._locks[key]
 
-    async def _write(self, workshop_id: str, participant_id: str) -> Seen:
+    def _wire(self, workshop_id: str, event: dict[str, Any]) -> Wire | None:
+        """With the board in Redis and the hub there too, the board's script publishes
+        the event (one round trip, not two): its channel and its text up to the status,
+        as the hub would publish it. None: the hub publishes it."""
+        if not self.board.shared:
+            return None
+        wire = self.hub.wire(workshop_id)
+        if wire is None:
+            return None
+        channel, origin = wire
+        rest = {k: v for k, v in event.items() if k not in ("status", "version")}
+        text = json.dumps(rest, separators=(",", ":"))
+        return channel, origin + text[:-1] + ',"status":"'
+
+    async def _write(self, workshop_id: str, participant_id: str, wire: Wire | None = None) -> Seen:
         key = (workshop_id, participant_id)
         mine = self.here(*key)  # as of now, not of the call
         try:
-            seen = await self.board.put(workshop_id, participant_id, mine)
+            seen = await self.board.put(workshop_id, participant_id, mine, wire)
         except (RedisError, OSError) as exc:
             log.warning("presence: cannot write to Redis (%s); publishing this worker's word", exc)
             self._unsaved.add(key)

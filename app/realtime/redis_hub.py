@@ -248,6 +248,11 @@ class RedisHub(Hub):
     async def publish(self, workshop_id: str, message: Message) -> None:
         await (await self.send(workshop_id, message))
 
+    def wire(self, workshop_id: str) -> tuple[str, str]:
+        """The workshop's channel and this worker's origin: a message published there
+        with it is heard by the other workers and not again by this one."""
+        return self._prefix + workshop_id, self._origin
+
     async def send(self, workshop_id: str, message: Message) -> Awaitable[None]:
         """Write the PUBLISH now and deliver to this worker's listeners (also when
         Redis cannot take it); the awaitable waits for Redis's reply (see Hub.send).

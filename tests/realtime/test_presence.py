@@ -16,8 +16,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from app.realtime.hub import MemoryHub
+from app.realtime.hub import Hub, MemoryHub
 from app.realtime.presence import WORKER_TTL_S, MemoryBoard, Presence, RedisBoard
+from app.realtime.redis_hub import RedisHub
 from app.realtime.rooms import Room, Rooms
 from tests.conftest import REDIS_URL
 
@@ -77,7 +78,7 @@ def _hear_until(
     return heard, event
 
 
-def _presence(hub: MemoryHub, workshop_id: str) -> list[dict[str, Any]]:
+def _presence(hub: Hub, workshop_id: str) -> list[dict[str, Any]]:
     heard: list[dict[str, Any]] = []
     hub.subscribe(workshop_id, heard.append)
     return heard
@@ -270,3 +271,42 @@ async def test_a_participants_writes_never_overlap(monkeypatch: pytest.MonkeyPat
     await asyncio.gather(*calls)
     assert most == 1
     assert presence._locks == {}
+
+
+async def test_the_boards_script_publishes_the_event_to_the_other_workers(
+    boards: tuple[MakeBoard, Redis, str], redis_url: str
+) -> None:
+    """With the hub in Redis too, a change is one script call that also publishes the
+    event: the other worker hears the same event as this one, once each, and this
+    worker's hub publishes nothing for it."""
+    make, _admin, prefix = boards
+    hubs = [RedisHub(redis_url, channel_prefix=prefix + "ws:") for _ in range(2)]
+    for hub in hubs:
+        await hub.start()
+    try:
+        a, b = await make(), await make()
+        presence_a = Presence(a, hubs[0], Rooms(hubs[0]))
+        presence_b = Presence(b, hubs[1], Rooms(hubs[1]))
+        heard_a, heard_b = _presence(hubs[0], "w"), _presence(hubs[1], "w")
+
+        async def no_publish(*_args: Any) -> Any:
+            raise AssertionError("published through the hub")
+
+        hubs[0].send = no_publish  # type: ignore[method-assign, assignment]
+        await presence_a.change("w", ANN, 1, "online", 7)
+        await presence_b.change("w", ANN, 2, "away", 7)  # her phone, on B (B's hub publishes)
+        await presence_a.change("w", ANN, 1, None, 8)  # the laptop closes
+        for _ in range(200):
+            if len(heard_a) == len(heard_b) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert heard_a == heard_b
+        assert [(e["status"], e["seq"], e["participant_id"]) for e in heard_a] == [
+            ("online", 7, ANN),
+            ("online", 7, ANN),
+            ("away", 8, ANN),
+        ]
+        assert all(e["version"] > 0 for e in heard_a)
+    finally:
+        for hub in hubs:
+            await hub.stop()
