@@ -14,11 +14,13 @@ sockets say (`online` if any is, else `away` if any is, else nothing), on a shar
   script publishes the `participant.presence` event on the workshop's channel (one
   round trip, not two). That connection is not the hub's publishing one, so the
   event may reach other workers ahead of a stored event this worker published just
-  before it; it names that event's seq, and rooms hold it until the event arrives. A worker is alive while its key
-  `<prefix>worker:<id>` exists (30 s, renewed every 10 s): a crashed worker's word
-  stops counting within 30 s. If the renewal finds its key gone (Redis restarted; it
-  keeps nothing on disk), the worker writes all its participants again; a write that
-  failed (Redis was away) is made again at the next renewal.
+  before it; it names that event's seq, and rooms hold it until the event arrives.
+  A worker is alive while its key `<prefix>worker:<id>` exists (30 s, renewed every
+  10 s): a crashed worker's word stops counting within 30 s, and after each renewal
+  a worker sets its rooms right from the board, so they show the crashed worker's
+  participants offline within 40 s. If the renewal finds its key gone (Redis
+  restarted; it keeps nothing on disk), the worker writes all its participants
+  again; a write that failed (Redis was away) is made again at the next renewal.
 
 Every change gets a **version**, always more than the participant's previous one (in
 Redis, the server's clock in microseconds; in memory, a counter).
@@ -422,23 +424,36 @@ class Presence:
 
     async def _after_resync(self) -> None:
         await self._rewrite(set(self._sockets) | self._unsaved)
+        await self._correct(lost=True)
+
+    async def _correct(self, *, lost: bool) -> None:
+        """Set this worker's rooms right from the board, where they differ.
+
+        `lost`: events may have been lost (the hub resubscribed), so a participant the
+        board has no word on is offline. Otherwise (every renewal) only the board's
+        versioned answers count: after a Redis restart a participant whose worker
+        has not written again yet is not shown offline meanwhile. A worker that died
+        leaves its words on the board, where they stop counting once its key expires
+        (30 s): the next renewal here shows its participants offline."""
         if not self.board.shared:
             return
         for room in list(self.rooms.rooms.values()):
             try:
                 seen = await self.board.read(room.workshop_id)
             except (RedisError, OSError):
-                return  # gone again: the next resync tries again
+                return  # gone again: the next resync or renewal tries again
             for pid in set(room.presence) | set(seen):
                 status, version = seen.get(pid, ("offline", 0))
-                if room.presence.get(pid, "offline") != status:
+                if room.presence.get(pid, "offline") != status and (version or lost):
                     event = presence_event(pid, status, version, room.last_seq)
                     self.hub.deliver(room.workshop_id, event)
 
     async def _beat(self, gone: bool) -> None:
         """After each renewal: if Redis lost this worker's words (it restarted),
-        write them all again; else those whose write failed (it was away)."""
+        write them all again; else those whose write failed (it was away). Then set
+        the rooms right where the board says otherwise (a worker died)."""
         await self._rewrite(set(self._sockets) | self._unsaved if gone else set(self._unsaved))
+        await self._correct(lost=False)
 
     async def _rewrite(self, keys: set[tuple[str, str]]) -> None:
         """Write these participants' words again, and publish everyone's."""

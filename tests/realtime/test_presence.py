@@ -17,7 +17,13 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.realtime.hub import Hub, MemoryHub
-from app.realtime.presence import WORKER_TTL_S, MemoryBoard, Presence, RedisBoard
+from app.realtime.presence import (
+    WORKER_TTL_S,
+    MemoryBoard,
+    Presence,
+    RedisBoard,
+    presence_event,
+)
 from app.realtime.redis_hub import RedisHub
 from app.realtime.rooms import Room, Rooms
 from tests.conftest import REDIS_URL
@@ -310,3 +316,32 @@ async def test_the_boards_script_publishes_the_event_to_the_other_workers(
     finally:
         for hub in hubs:
             await hub.stop()
+
+
+async def test_rooms_show_a_dead_workers_participants_offline_after_a_renewal(
+    boards: tuple[MakeBoard, Redis, str],
+) -> None:
+    """Ann is online through worker B, which dies; once B's key has expired, worker
+    A's next renewal sets A's room right. Bo, whose worker is alive, stays online."""
+    make, admin, prefix = boards
+    hub, _board, presence = _fast_worker(prefix)
+    room = Room("w", False, 0, {})
+    presence.rooms.rooms["w"] = room
+    hub.subscribe("w", room.on_message)
+    heard, corrected = _hear_until(hub, lambda heard: any(m["status"] == "offline" for m in heard))
+    dying = await make()
+    await presence.change("w", BO, 1, "online", 3)  # Bo's socket is on A
+    seen = await dying.put("w", ANN, "online")  # Ann's socket is on B
+    room.on_message(presence_event(ANN, *seen, 3))  # as B's event reached A
+    await presence.start()
+    try:
+        await asyncio.sleep(0.2)  # renewals while B lives: nothing changes
+        assert room.presence == {ANN: "online", BO: "online"}
+        assert not any(m["participant_id"] == ANN for m in heard)
+        await admin.delete(prefix + "worker:" + dying.worker)  # B died 30 s ago
+        await asyncio.wait_for(corrected.wait(), 5)
+        assert room.presence == {ANN: "offline", BO: "online"}
+        assert [(m["participant_id"], m["status"]) for m in heard[1:]] == [(ANN, "offline")]
+    finally:
+        await presence.stop()
+        room.close()
