@@ -107,7 +107,9 @@ async def _door(
         if row is not None:
             if row["seq"] is None:
                 return None
-            door = Door(row["seq"], row["anonymous"], row["facilitator_id"], bool(row[3]))
+            door = Door(
+                row["seq"], row["anonymous"], row["facilitator_id"], bool(row["participant_ok"])
+            )
             return door, definition
     async with ws.app.state.sessionmaker() as session:
         params = {"wid": workshop_id}
