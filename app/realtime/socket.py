@@ -25,12 +25,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.engine import begin_consistent_read
-from app.db.models import Participant, Workshop
+from app.db.models import Workshop
 from app.domain.definitions import Definition, Phase
 from app.realtime import messages as m
 from app.realtime.html import html_context, render_control
 from app.realtime.rooms import CLOSE_REMOVED, Connection, Frame, Room, Rooms, close_quietly
 from app.services.identity import (
+    active_participant,
     participant_claim,
     participant_cookie,
     projector_allowed,
@@ -116,14 +117,9 @@ async def _door(
         workshop = (await session.exec(_WORKSHOP_FOR_SOCKET, params=params)).first()
         if workshop is None:
             return None
-        ok = False
-        if participant_id is not None:
-            participant = await session.get(Participant, participant_id)
-            ok = (
-                participant is not None
-                and participant.removed_at is None
-                and participant.workshop_id == workshop_id
-            )
+        ok = participant_id is not None and (
+            await active_participant(session, workshop_id, participant_id) is not None
+        )
         door = Door(workshop.seq, workshop.anonymous, workshop.facilitator_id, ok)
         return door, await live.definition(session, workshop_id)
 

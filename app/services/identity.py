@@ -42,7 +42,14 @@ async def participant_from_token(
     claimed = participant_claim(codec, settings, workshop_id, token)
     if claimed is None:
         return None
-    participant = await session.get(Participant, claimed)
+    return await active_participant(session, workshop_id, claimed)
+
+
+async def active_participant(
+    session: AsyncSession, workshop_id: str, participant_id: str
+) -> Participant | None:
+    """The participant if they are in this workshop and not removed."""
+    participant = await session.get(Participant, participant_id)
     if (
         participant is not None
         and participant.removed_at is None

@@ -648,19 +648,17 @@ async def test_a_socket_is_admitted_by_one_lane_read_with_the_usual_rules(
         live.cache.put("gone-workshop", json.loads(raw))
         base = f"{server.ws_base}/ws/workshops"
         olive_here = codec.dumps(PARTICIPANT, {"w": workshop.id, "p": olive_id})
-        here = f"{base}/{workshop.id}?token="
         refused = {
-            "removed": (here + rex_token, rex_id),
-            "another workshop's participant": (here + olive_here, olive_id),
-            "another workshop's facilitator": (here + other.facilitator_token, None),
-            "no such workshop": (f"{base}/gone-workshop?token={workshop.facilitator_token}", None),
+            "removed": (workshop.id, rex_token, rex_id),
+            "another workshop's participant": (workshop.id, olive_here, olive_id),
+            "another workshop's facilitator": (workshop.id, other.facilitator_token, None),
+            "no such workshop": ("gone-workshop", workshop.facilitator_token, None),
         }
-        for what, (url, pid) in refused.items():
+        for what, (wid, token, pid) in refused.items():
             reads.clear()
             with pytest.raises(InvalidStatus) as refusal:
-                await websockets.connect(url)
+                await websockets.connect(f"{base}/{wid}?token={token}")
             assert refusal.value.response.status_code == 403, what
-            wid = url.split("/")[-1].split("?")[0]
             assert reads == [(wid, pid, True)], what
 
         # The lane cannot read: the usual reads decide, as before.
