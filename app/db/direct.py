@@ -143,7 +143,7 @@ def run(connection: Connection, plan: Plan, params: Mapping[str, Any]) -> Result
     raw = _run_inline(connection, plan, values)
     if raw is None:
         raw = _run_on_cursor(connection, plan, values)
-    return _result(plan, raw)
+    return result_of(plan, raw)
 
 
 def run_on_sqlite(connection: sqlite3.Connection, plan: Plan, values: Sequence[Any]) -> Result[Any]:
@@ -154,7 +154,7 @@ def run_on_sqlite(connection: sqlite3.Connection, plan: Plan, values: Sequence[A
         raw = _fetch(cursor, plan.sql, values)
     finally:
         cursor.close()
-    return _result(plan, raw)
+    return result_of(plan, raw)
 
 
 def _fetch(cursor: Any, sql: str, values: Sequence[Any]) -> Sequence[Any]:
@@ -163,7 +163,8 @@ def _fetch(cursor: Any, sql: str, values: Sequence[Any]) -> Sequence[Any]:
     return rows
 
 
-def _result(plan: Plan, raw: Sequence[Any]) -> Result[Any]:
+def result_of(plan: Plan, raw: Sequence[Any]) -> Result[Any]:
+    """A plan's rows as its result (also for rows fetched elsewhere: the PostgreSQL lane)."""
     result: Result[Any] = IteratorResult(plan.metadata, iter(plan.rows(raw)))
     return result.scalars() if plan.scalars else result  # type: ignore[return-value]
 

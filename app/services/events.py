@@ -22,7 +22,7 @@ from app.db.models import Event, Workshop, table_of
 from app.db.types import utcnow
 
 # Built once; a Core INSERT skips the ORM unit of work (one row, nothing to track).
-_INSERT_EVENT = insert(table_of(Event))
+INSERT_EVENT = insert(table_of(Event))
 
 
 class WorkshopNotFound(LookupError):
@@ -69,7 +69,7 @@ async def append_event(
         seq = await next_seq(session, workshop_id)
     created_at = utcnow()
     await session.exec(
-        _INSERT_EVENT,
+        INSERT_EVENT,
         params={
             "workshop_id": workshop_id,
             "seq": seq,

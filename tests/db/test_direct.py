@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from app.db import direct
 from app.db.engine import make_engine, make_live_engine, make_sessionmaker
 from app.db.models import Event, Facilitator, Workshop, table_of
-from app.services.events import _INSERT_EVENT
+from app.services.events import INSERT_EVENT
 from app.services.live.engine import _CONTEXT
 from app.services.live.workshop_row import WorkshopRow
 
@@ -101,7 +101,7 @@ async def _read_and_write_both_ways(engine: AsyncEngine, wid: str) -> None:
                 "actor": None,
                 "created_at": at,
             }
-            plan = direct.plan_for(_INSERT_EVENT, event, sync.dialect)
+            plan = direct.plan_for(INSERT_EVENT, event, sync.dialect)
             assert plan is not None
             direct.run(sync, plan, event)
             stored = select(Event.payload, Event.created_at, Event.actor).where(

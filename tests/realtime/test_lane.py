@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.db.models import Event
 from app.realtime.messages import parse_command
-from app.services.events import _INSERT_EVENT
+from app.services.events import INSERT_EVENT
 from app.services.live.context import Actor, Rejected
 from app.services.live.engine import HANDLERS, LANE_COMMANDS, Handler, LiveService
 from app.services.live.lane import Lane, LaneSession, NeedsOrm
@@ -250,7 +250,7 @@ async def test_the_drivers_errors_are_sqlalchemys_and_the_rollback_keeps_nothing
         "created_at": datetime.now(UTC),
     }
     with pytest.raises(IntegrityError):
-        await session.exec(_INSERT_EVENT, params=params)
+        await session.exec(INSERT_EVENT, params=params)
     with pytest.raises(NeedsOrm):
         await session.get(Event, 1)
     lane.rollback()

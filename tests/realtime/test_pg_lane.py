@@ -1,5 +1,6 @@
 """The PgLane (app/services/live/pg_lane.py): on PostgreSQL, participants' card votes,
-new notes, note moves and dots are one call of a server-side function each.
+new notes, note moves and dots are one call of a server-side function each, and most
+of a facilitator's commands a read and one call (pg_facilitation.py).
 
 The lane only ever accepts: whatever its functions refuse runs the usual way, which
 gives the exact reason. Here the same script runs in two workshops, one with the lane
@@ -205,10 +206,13 @@ async def test_with_and_without_the_lane_the_room_and_the_database_are_the_same(
     server: Server, workshop: Workshop
 ) -> None:
     lane = _lane(server)
-    before = lane.calls
+    before, facilitated = lane.calls, lane.facilitated
     with_lane, names_a, _fac = await _script(workshop)
     stored_with = await _stored(server, workshop, names_a)
     on_lane = lane.calls - before
+    # The facilitator's commands but removing Dan, entering the level vote and
+    # revealing it (ORM writes: the usual path), see test_pg_facilitation.py.
+    assert lane.facilitated - facilitated == 9
     assert lane.enabled
 
     _live(server).pg_lane = None
@@ -375,6 +379,9 @@ async def test_a_call_that_fails_midway_answers_try_again(
         async def prepare(self, *_args: Any, **_kwargs: Any) -> Any:
             return None
 
+        async def set_type_codec(self, *_args: Any, **_kwargs: Any) -> None:
+            pass
+
         async def fetchrow(self, *_args: Any, **_kwargs: Any) -> Any:
             raise failure
 
@@ -461,9 +468,9 @@ async def test_calls_that_wait_for_one_of_their_kind_go_together_or_alone_if_ref
     started = asyncio.Event()
     held = asyncio.Event()
 
-    async def spy(sql: str, calls: list[tuple[Any, ...]]) -> Any:
+    async def spy(sql: str, calls: list[tuple[Any, ...]], **kwargs: Any) -> Any:
         sizes.append(len(calls))
-        rows = await call(sql, calls)
+        rows = await call(sql, calls, **kwargs)
         if hold[0]:  # each round's first call: the others queue behind it
             hold[0] = False
             started.set()

@@ -33,6 +33,7 @@ from app.services.live import facilitation as fac
 from app.services.live import participation as part
 from app.services.live.context import Actor, Ctx, Rejected, utcnow
 from app.services.live.lane import Lane, NeedsOrm
+from app.services.live.pg_facilitation import facilitate
 from app.services.live.pg_lane import PREPARE as PG_LANE_TYPES
 from app.services.live.pg_lane import PgLane
 from app.services.live.workshop_row import COLUMNS, WorkshopRow
@@ -333,6 +334,7 @@ class LiveService:
         # The same engine, its sync face: each command runs in one greenlet on it.
         bind = self.command_sessionmaker.kw["bind"]
         self._command_engine = bind.sync_engine
+        self._dialect = self._command_engine.dialect
         self.hub = hub
         self.cache = cache
         # SQLite has one writer at a time, and its busy handler waits by sleeping (1 to
@@ -373,6 +375,8 @@ class LiveService:
         sent: list[Awaitable[None]] = []
         try:
             outcome = await self._on_pg_lane(actor, command, sent)
+            if outcome is None and actor.is_facilitator:
+                outcome = await self._facilitated_on_pg_lane(actor, command, handler, sent)
             if outcome is None:
                 turn = self._write_turn or self._workshop_turns.get(actor.workshop_id)
                 async with turn:
@@ -473,6 +477,28 @@ class LiveService:
             return None
         await self._send(actor.workshop_id, done.event, sent)
         return Outcome(events=[done.event], result=done.result, seq=done.event["seq"])
+
+    async def _facilitated_on_pg_lane(
+        self, actor: Actor, command: Any, handler: Handler, sent: list[Awaitable[None]]
+    ) -> Outcome | None:
+        """A facilitator's command as a read and one write on the lane
+        (pg_facilitation.py); None: not done there, nothing was written.
+
+        Like the participants' calls it takes no turn: the write happens only if no
+        command of the workshop was committed since the read."""
+        lane = self.pg_lane
+        definition = self.cache.peek(actor.workshop_id)
+        if lane is None or definition is None or command.type not in LANE_TRIES:
+            return None
+        try:
+            ctx = await facilitate(lane, self._dialect, actor, command, handler, definition)
+        except OSError as exc:  # LaneUnavailable: it may or may not have been written
+            raise _not_saved(command.type, exc) from exc
+        if ctx is None:
+            return None
+        for event in ctx.events:
+            await self._send(actor.workshop_id, event, sent)
+        return Outcome(events=ctx.events, result=ctx.result, seq=ctx.events[-1]["seq"])
 
     def _on_lane(self, actor: Actor, command: Any, handler: Handler) -> Ctx | None:
         """Check, write and commit on the lane (see lane.py); None: use the usual path,

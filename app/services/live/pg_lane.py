@@ -36,6 +36,7 @@ when the usual path's `COMMIT` fails.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -76,7 +77,9 @@ NOTE_CREATE = (
 NOTE_MOVE = "SELECT o_seq, o_area FROM live_note_move($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 DOT_ADD = "SELECT o_seq, o_dots, o_left FROM live_dot_add($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 DOT_REMOVE = "SELECT o_seq, o_dots, o_left FROM live_dot_remove($1, $2, $3, $4, $5, $6, $7, $8)"
-CALLS = (CARD_VOTE, LEVEL_VOTE, NOTE_CREATE, NOTE_MOVE, DOT_ADD, DOT_REMOVE)
+# A facilitator's command, worked out beforehand (migration a4c9e2f1b7d3, pg_facilitation.py).
+FACILITATE = "SELECT o_seq FROM live_facilitate($1, $2, $3, $4, $5, $6, $7)"
+CALLS = (CARD_VOTE, LEVEL_VOTE, NOTE_CREATE, NOTE_MOVE, DOT_ADD, DOT_REMOVE, FACILITATE)
 
 
 # Who may open a socket (app.realtime.socket): the workshop row's few columns and,
@@ -300,7 +303,8 @@ class PgLane:
         for _ in range(size):
             self._slots.put_nowait(None)
         self.enabled = True
-        self.calls = 0  # commands written here (tests read it)
+        self.calls = 0  # participants' commands written here (tests read it)
+        self.facilitated = 0  # facilitators' commands written here (pg_facilitation.py)
         # Per (workshop, function) with a call under way: the calls waiting for it.
         self._waiting: dict[tuple[str, str], _Waiting] = {}
         self._batches: set[asyncio.Task[None]] = set()
@@ -349,6 +353,19 @@ class PgLane:
             return await self._call_with_others(("", ADMIT), (workshop_id, participant_id or ""))
         except LaneUnavailable:
             return None
+
+    async def fetch(self, sql: str, args: tuple[Any, ...]) -> list[asyncpg.Record] | None:
+        """All rows of one read, outside any transaction; None: not read here (nothing
+        is known), read it the usual way."""
+        try:
+            return await self._call(sql, [args], all_rows=True)
+        except LaneUnavailable:
+            return None
+
+    async def write(self, sql: str, args: tuple[Any, ...]) -> asyncpg.Record | None:
+        """One call as its own transaction; None: refused, nothing written. Raises
+        `LaneUnavailable` when it may or may not have been committed."""
+        return await self._call_one(sql, args)
 
     async def _call_with_others(
         self, key: tuple[str, str], args: tuple[Any, ...]
@@ -409,8 +426,11 @@ class PgLane:
         finally:
             self._next_batch(key)
 
-    async def _call(self, sql: str, calls: list[tuple[Any, ...]]) -> list[asyncpg.Record] | None:
-        """The calls in one transaction; None: refused (one of them), nothing written."""
+    async def _call(
+        self, sql: str, calls: list[tuple[Any, ...]], *, all_rows: bool = False
+    ) -> list[asyncpg.Record] | None:
+        """The calls in one transaction; None: refused (one of them), nothing written.
+        With `all_rows`, the one call's rows."""
         connection = await self._slots.get()
         try:
             connection = await self._ready(connection)
@@ -422,7 +442,10 @@ class PgLane:
             self._slots.put_nowait(None)
             return None
         try:
-            if len(calls) == 1:
+            rows: list[asyncpg.Record]
+            if all_rows:
+                rows = await connection.fetch(sql, *calls[0], timeout=TIMEOUT_S)
+            elif len(calls) == 1:
                 rows = [await connection.fetchrow(sql, *calls[0], timeout=TIMEOUT_S)]
             else:
                 # One implicit transaction for all (the extended protocol's one Sync).
@@ -432,7 +455,8 @@ class PgLane:
                 log.warning("live function failed: %s", exc)
             return None
         except asyncpg.UndefinedFunctionError as exc:
-            # A database without migration 7d3e5a91c2b4: the usual path from now on.
+            # A database without migrations 7d3e5a91c2b4 and a4c9e2f1b7d3: the usual
+            # path from now on.
             log.warning("live functions missing (%s): commands take the usual path", exc)
             self.enabled = False
             return None
@@ -507,6 +531,10 @@ class PgLane:
         refuses with nothing written (`WARM`), and each call is prepared."""
         connection = await self._connect()
         try:
+            # JSON read as SQLAlchemy's asyncpg dialect reads it (plans' rows: pg_facilitation.py).
+            await connection.set_type_codec(
+                "json", schema="pg_catalog", encoder=str, decoder=json.loads
+            )
             await connection.execute(WARM, timeout=TIMEOUT_S)
             for sql in (ADMIT, *CALLS):
                 await connection.prepare(sql, timeout=TIMEOUT_S)
