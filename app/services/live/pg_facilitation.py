@@ -11,7 +11,7 @@ were the slowest events on PostgreSQL (docs/benchmarks.md, change 44).
 Here the command runs optimistically on the lane's connections (`PgLane`), outside
 any transaction:
 
-1. the workshop row is read (`ROW`, with its seq), and the handler runs on it as it
+1. the workshop row is read (`WORKSHOP`, with its seq), and the handler runs on it as it
    would on the usual path: the same code, on a `WorkshopRow`, its reads (a
    reveal's vote counts) sent to the lane one by one;
 2. what it did, the row's changed columns and its one event numbered seq + 1, is
@@ -38,25 +38,20 @@ from datetime import date, datetime
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Dialect
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db import direct
-from app.db.models import Workshop, table_of
+from app.db.models import Workshop
 from app.domain.definitions import Definition, Phase
 from app.services.events import INSERT_EVENT
 from app.services.live.context import Actor, Ctx, Rejected, utcnow
 from app.services.live.lane import NeedsOrm
-from app.services.live.pg_lane import FACILITATE, PgLane
+from app.services.live.pg_lane import FACILITATE, WORKSHOP, PgLane
 from app.services.live.workshop_row import COLUMNS, WorkshopRow
 
 Handler = Callable[[Ctx, Any], Coroutine[Any, Any, None]]
 
-_TABLE = table_of(Workshop)
-# The workshop row as a facilitator's command reads it (`engine._context`), without
-# taking its next seq: a plan, run on the lane.
-ROW = select(*(_TABLE.c[name] for name in COLUMNS)).where(_TABLE.c.id == bindparam("ctx_wid"))
 # The columns `live_facilitate` can write (migration a4c9e2f1b7d3's list).
 WRITABLE = frozenset(COLUMNS) - {"id", "seq"}
 
@@ -120,16 +115,14 @@ async def facilitate(
     or may not have been committed."""
     if not lane.enabled:
         return None
-    reads = LaneReads(lane, dialect)
-    try:
-        found = (await reads.exec(ROW, params={"ctx_wid": actor.workshop_id})).first()
-    except NeedsOrm:
-        return None
-    if found is None or found.state == "ended":
-        return None  # the usual path says so
-    seq = found.seq + 1
+    rows = await lane.fetch(WORKSHOP, (actor.workshop_id,))
+    if not rows or rows[0]["state"] == "ended":
+        return None  # not read, or the usual path says so
+    found = rows[0]
+    seq = found["seq"] + 1
     values = [seq if name == "seq" else value for name, value in zip(COLUMNS, found, strict=True)]
     workshop = WorkshopRow(values)
+    reads = LaneReads(lane, dialect)
     ctx = Ctx(
         session=cast(AsyncSession, reads),
         workshop=cast(Workshop, workshop),

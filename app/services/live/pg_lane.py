@@ -52,6 +52,7 @@ from app.realtime import messages as m
 from app.services.errors import Invalid
 from app.services.live.context import Actor
 from app.services.live.participation import SPOTS
+from app.services.live.workshop_row import COLUMNS
 from app.services.workshops import clean_text
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,11 @@ ADMIT = (
     " WHERE p.id = $2 AND p.workshop_id = $1) AS participant_ok"
     " FROM (SELECT 1) AS one LEFT JOIN workshop AS w ON w.id = $1"
 )
+
+
+# The workshop row as a facilitator's command reads it (`engine._context`, without
+# taking the next seq): pg_facilitation.py.
+WORKSHOP = f"SELECT {', '.join(COLUMNS)} FROM workshop WHERE id = $1"  # noqa: S608 - column names
 
 
 def _warm_call(sql: str) -> str:
@@ -531,12 +537,18 @@ class PgLane:
         refuses with nothing written (`WARM`), and each call is prepared."""
         connection = await self._connect()
         try:
-            # JSON read as SQLAlchemy's asyncpg dialect reads it (plans' rows: pg_facilitation.py).
+            # JSON values decoded as SQLAlchemy's asyncpg dialect decodes them: the
+            # facilitators' reads (pg_facilitation.py) take them as the usual path
+            # does. A connection without it is not used.
             await connection.set_type_codec(
                 "json", schema="pg_catalog", encoder=str, decoder=json.loads
             )
+        except BaseException:
+            _discard(connection)
+            raise
+        try:
             await connection.execute(WARM, timeout=TIMEOUT_S)
-            for sql in (ADMIT, *CALLS):
+            for sql in (ADMIT, WORKSHOP, *CALLS):
                 await connection.prepare(sql, timeout=TIMEOUT_S)
         except asyncpg.UndefinedFunctionError:
             pass  # no functions (an older database): the first call finds out
