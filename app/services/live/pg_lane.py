@@ -486,7 +486,7 @@ class PgLane:
         except asyncpg.PostgresError as exc:
             # Anything else the server refused (a row deleted in between, say): the
             # transaction rolled back whole; the usual path sorts it out.
-            log.info("live function refused with %s: %s", type(exc).__name__, exc)
+            log.info("the server refused a lane statement with %s: %s", type(exc).__name__, exc)
             return None
         except BaseException:
             # Cancelled mid-call: the connection's state is unknown.
