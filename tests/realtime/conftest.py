@@ -13,12 +13,15 @@ import httpx
 import pytest
 import uvicorn
 import websockets
+from sqlalchemy import make_url
 from websockets.asyncio.client import ClientConnection
 
 from app.config import Settings
 from app.db.engine import make_engine, make_sessionmaker
 from app.main import create_app
 from app.services.facilitators import create_facilitator
+from app.services.live.engine import LiveService
+from app.services.live.pg_lane import PgLane
 
 PASSWORD = "correct horse battery"
 _cids = itertools.count(1)
@@ -35,6 +38,25 @@ class Server:
     @property
     def ws_base(self) -> str:
         return self.base.replace("http://", "ws://")
+
+    @property
+    def live(self) -> LiveService:
+        live = self.app.state.live
+        assert isinstance(live, LiveService)
+        return live
+
+    @property
+    def pg_lane(self) -> PgLane:
+        """The live engine's PostgreSQL lane (on PostgreSQL only)."""
+        lane = self.live.pg_lane
+        assert isinstance(lane, PgLane)
+        return lane
+
+    @property
+    def pg_dsn(self) -> str:
+        """The database's URL as asyncpg takes it (on PostgreSQL only)."""
+        url = make_url(self.settings.database_url).set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
 
 
 @pytest.fixture

@@ -17,11 +17,9 @@ from typing import Any
 import asyncpg
 import pytest
 from sqlalchemy import event as sa_event
-from sqlalchemy import make_url
 
-from app.services.live.engine import LiveService
 from app.services.live.pg_facilitation import WRITABLE
-from app.services.live.pg_lane import FACILITATE, WORKSHOP, LaneUnavailable, PgLane
+from app.services.live.pg_lane import FACILITATE, WORKSHOP, LaneUnavailable
 from app.services.live.workshop_row import COLUMNS
 from tests.realtime.conftest import Server, Workshop
 
@@ -35,23 +33,6 @@ MIGRATION = (
     Path(__file__).parents[2]
     / "migrations/versions/20261207_a4c9e2f1b7d3_live_facilitate_function.py"
 )
-
-
-def _live(server: Server) -> LiveService:
-    live = server.app.state.live
-    assert isinstance(live, LiveService)
-    return live
-
-
-def _lane(server: Server) -> PgLane:
-    lane = _live(server).pg_lane
-    assert isinstance(lane, PgLane)
-    return lane
-
-
-def _dsn(server: Server) -> str:
-    url = make_url(server.settings.database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
 
 
 def test_the_function_can_write_every_column_of_the_workshop_but_its_id_and_seq() -> None:
@@ -71,7 +52,7 @@ async def test_a_facilitators_command_is_a_lane_read_and_one_write(
     """Starting, changing phase and revealing votes: no statement through SQLAlchemy;
     the lane reads the row (and the reveal its counts), then writes once; the room
     and the log see what the usual path gives."""
-    lane = _lane(server)
+    lane = server.pg_lane
     fac = await workshop.facilitator()
     _pid, ann = await workshop.participant("Ann")
     statements: list[str] = []
@@ -107,7 +88,7 @@ async def test_a_facilitators_command_is_a_lane_read_and_one_write(
     event = await ann.until("votes.revealed")
     counts = {c["card_id"]: (c["do"], c["voters"]) for c in event["results"]["cards"]}
     assert counts[CARD] == (1, 1)
-    admin = await asyncpg.connect(_dsn(server))
+    admin = await asyncpg.connect(server.pg_dsn)
     try:
         row = await admin.fetchrow(
             "SELECT seq, state, current_phase, revealed::text, started_at FROM workshop"
@@ -138,7 +119,7 @@ async def test_a_workshop_that_changed_after_the_read_is_written_the_usual_way(
     """A vote committed between the facilitator's read and write: the write is
     refused with nothing written, and the usual path reveals the counts with that
     vote in them, numbered after it."""
-    live, lane = _live(server), _lane(server)
+    live, lane = server.live, server.pg_lane
     fac = await workshop.facilitator()
     _pa, ann = await workshop.participant("Ann")
     _pb, bob = await workshop.participant("Bob")
@@ -177,7 +158,7 @@ async def test_commands_the_lane_cannot_write_go_the_usual_way(
 ) -> None:
     """Entering a level vote opens its round (an ORM write); a refusal is the usual
     path's, with its reason; the lane writes the next one again."""
-    lane = _lane(server)
+    lane = server.pg_lane
     fac = await workshop.facilitator()
     before = lane.facilitated
     assert (await fac.refused("phase.next"))["code"] == "not_running"
@@ -185,7 +166,7 @@ async def test_commands_the_lane_cannot_write_go_the_usual_way(
     assert lane.facilitated == before + 1
     await fac.do("phase.goto", index=LEVEL_VOTE)
     assert lane.facilitated == before + 1
-    admin = await asyncpg.connect(_dsn(server))
+    admin = await asyncpg.connect(server.pg_dsn)
     try:
         rounds = await admin.fetchval(
             "SELECT count(*) FROM levelround WHERE workshop_id = $1", workshop.id
@@ -205,7 +186,7 @@ async def test_a_write_that_fails_midway_answers_try_again(
 ) -> None:
     """The write may have committed: the facilitator is told to try again, nothing is
     retried; a read that fails leaves the command to the usual path."""
-    lane = _lane(server)
+    lane = server.pg_lane
     fac = await workshop.facilitator()
     write, fetch = lane.write, lane.fetch
 

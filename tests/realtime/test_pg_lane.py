@@ -18,12 +18,10 @@ import asyncpg
 import pytest
 import websockets
 from sqlalchemy import event as sa_event
-from sqlalchemy import make_url
 from websockets.exceptions import InvalidStatus
 
 from app.realtime.messages import parse_command
 from app.services.live.context import Actor, utcnow
-from app.services.live.engine import LiveService
 from app.services.live.participation import spot
 from app.services.live.pg_lane import LaneUnavailable, PgLane, make_pg_lane
 from app.services.security import PARTICIPANT, TokenCodec
@@ -37,23 +35,6 @@ pytestmark = [
 CARD = "measurement-feedback-channel"
 OTHER_FUNCTION_CARD = "governance-cx-champion"
 LEVEL_VOTE, REFLECT = 3, 4  # phase indexes in the default definition
-
-
-def _live(server: Server) -> LiveService:
-    live = server.app.state.live
-    assert isinstance(live, LiveService)
-    return live
-
-
-def _lane(server: Server) -> PgLane:
-    lane = _live(server).pg_lane
-    assert isinstance(lane, PgLane)
-    return lane
-
-
-def _dsn(server: Server) -> str:
-    url = make_url(server.settings.database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
 
 
 class Names:
@@ -159,7 +140,7 @@ async def _script(workshop: Workshop) -> tuple[list[Any], Names, Client]:
 
 
 async def _stored(server: Server, workshop: Workshop, names: Names) -> dict[str, Any]:
-    connection = await asyncpg.connect(_dsn(server))
+    connection = await asyncpg.connect(server.pg_dsn)
     try:
         wid = workshop.id
         events = await connection.fetch(
@@ -205,7 +186,7 @@ async def _stored(server: Server, workshop: Workshop, names: Names) -> dict[str,
 async def test_with_and_without_the_lane_the_room_and_the_database_are_the_same(
     server: Server, workshop: Workshop
 ) -> None:
-    lane = _lane(server)
+    lane = server.pg_lane
     before, facilitated = lane.calls, lane.facilitated
     with_lane, names_a, _fac = await _script(workshop)
     stored_with = await _stored(server, workshop, names_a)
@@ -215,13 +196,13 @@ async def test_with_and_without_the_lane_the_room_and_the_database_are_the_same(
     assert lane.facilitated - facilitated == 9
     assert lane.enabled
 
-    _live(server).pg_lane = None
+    server.live.pg_lane = None
     try:
         other = await new_workshop(server, email="other@agency.gov")
         without_lane, names_b, _fac = await _script(other)
         stored_without = await _stored(server, other, names_b)
     finally:
-        _live(server).pg_lane = lane
+        server.live.pg_lane = lane
 
     # 5 card and 3 level votes, 3 notes, 3 moves, 7 dots added and 2 taken back
     # were accepted; everything else was refused.
@@ -276,9 +257,9 @@ async def test_a_database_without_the_functions_turns_the_lane_off(
     server: Server, workshop: Workshop
 ) -> None:
     actor = await _participant(server, workshop)
-    definition = _live(server).cache.peek(workshop.id)
+    definition = server.live.cache.peek(workshop.id)
     assert definition is not None
-    dsn = _dsn(server)
+    dsn = server.pg_dsn
 
     async def connect() -> asyncpg.Connection:
         # The functions live in the public schema: out of sight here.
@@ -304,10 +285,10 @@ async def test_a_connection_the_server_dropped_is_replaced(
     server: Server, workshop: Workshop
 ) -> None:
     actor = await _participant(server, workshop)
-    definition = _live(server).cache.peek(workshop.id)
+    definition = server.live.cache.peek(workshop.id)
     lane = make_pg_lane(server.app.state.engine)
     assert lane is not None
-    admin = await asyncpg.connect(_dsn(server))
+    admin = await asyncpg.connect(server.pg_dsn)
     try:
         assert await lane.run(actor, _vote(), definition, utcnow()) is not None
         pids = await admin.fetch(
@@ -340,14 +321,14 @@ async def test_a_lane_that_cannot_connect_sends_commands_the_usual_way(
         attempts.append(1)
         raise ConnectionRefusedError("no PostgreSQL here")
 
-    lane = _lane(server)
+    lane = server.pg_lane
     broken = PgLane(refused, size=1)
-    _live(server).pg_lane = broken
+    server.live.pg_lane = broken
     try:
         first = await ann.do("card.vote", card_id=CARD, choice="do")
         second = await ann.do("card.vote", card_id=CARD, choice="dont")
     finally:
-        _live(server).pg_lane = lane
+        server.live.pg_lane = lane
     assert second["seq"] == first["seq"] + 1
     assert len(attempts) == 2 and broken.calls == 0
 
@@ -391,12 +372,12 @@ async def test_a_call_that_fails_midway_answers_try_again(
     async def dropping() -> Any:
         return Dropping()
 
-    lane = _lane(server)
-    _live(server).pg_lane = PgLane(dropping, size=1)
+    lane = server.pg_lane
+    server.live.pg_lane = PgLane(dropping, size=1)
     try:
         assert (await ann.refused("card.vote", card_id=CARD, choice="do"))["code"] == "try_again"
     finally:
-        _live(server).pg_lane = lane
+        server.live.pg_lane = lane
     assert (await ann.do("card.vote", card_id=CARD, choice="do"))["seq"] is not None
 
 
@@ -414,7 +395,7 @@ async def test_one_rooms_lane_calls_run_side_by_side_and_arrive_in_seq_order(
     await ann.do("note.create", area="how", text="Mine")
     created = await ann.until("note.created")
     start = created["seq"]
-    lane = _lane(server)
+    lane = server.pg_lane
     call = lane._call
     held = asyncio.Event()
     calls = 0
@@ -459,7 +440,7 @@ async def test_calls_that_wait_for_one_of_their_kind_go_together_or_alone_if_ref
     ann, bob, cat, dan = (
         Actor(role="participant", workshop_id=workshop.id, participant_id=pid) for pid in pids
     )
-    definition = _live(server).cache.peek(workshop.id)
+    definition = server.live.cache.peek(workshop.id)
     lane = make_pg_lane(server.app.state.engine)
     assert lane is not None
     call = lane._call
@@ -493,7 +474,7 @@ async def test_calls_that_wait_for_one_of_their_kind_go_together_or_alone_if_ref
         held.set()
         return [await task for task in (first, *rest)]
 
-    admin = await asyncpg.connect(_dsn(server))
+    admin = await asyncpg.connect(server.pg_dsn)
     try:
         done = await round_of(ann, bob, cat)
         assert sizes == [1, 2]  # Bob's and Cat's together
@@ -527,8 +508,8 @@ async def test_the_lanes_connections_open_warmed_before_the_first_command(
     the commands that follow use those connections. A connection that could not be
     opened then is opened on first use."""
     actor = await _participant(server, workshop)
-    definition = _live(server).cache.peek(workshop.id)
-    dsn = _dsn(server)
+    definition = server.live.cache.peek(workshop.id)
+    dsn = server.pg_dsn
     opened: list[asyncpg.Connection] = []
     refuse_first = [True]
 
@@ -573,8 +554,8 @@ async def test_a_connection_that_cannot_be_warmed_is_used_cold(
     """A server that refuses the warm-up (here: no right to run a DO block) leaves the
     connection usable: the commands still go through the lane, on that connection."""
     actor = await _participant(server, workshop)
-    definition = _live(server).cache.peek(workshop.id)
-    dsn = _dsn(server)
+    definition = server.live.cache.peek(workshop.id)
+    dsn = server.pg_dsn
     opened: list[asyncpg.Connection] = []
 
     class NoDo:
@@ -612,7 +593,7 @@ async def test_a_socket_is_admitted_by_one_lane_read_with_the_usual_rules(
     row, the participant) are one read on the lane and none through SQLAlchemy; the
     lane's answer refuses what the usual reads refuse; a lane that cannot read leaves
     them to the usual reads."""
-    live, lane = _live(server), _lane(server)
+    live, lane = server.live, server.pg_lane
     reads: list[tuple[str, str | None, bool]] = []
     admit = lane.admit
 
@@ -629,7 +610,7 @@ async def test_a_socket_is_admitted_by_one_lane_read_with_the_usual_rules(
 
     engine = server.app.state.engine.sync_engine
     sa_event.listen(engine, "before_cursor_execute", seen)
-    admin = await asyncpg.connect(_dsn(server))
+    admin = await asyncpg.connect(server.pg_dsn)
     try:
         fac = await workshop.facilitator()  # the first socket here reads it the usual way
         assert reads == [] and live.cache.peek(workshop.id) is not None

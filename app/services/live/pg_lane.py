@@ -24,6 +24,9 @@ it, if the room changed in between). So this lane only ever accepts, and the
 messages it builds are the handlers' (tests/realtime/test_pg_lane.py compares the
 two paths' logs and rows).
 
+The same connections read and write for most of a facilitator's commands
+(`fetch`, `write`; `app.services.live.pg_facilitation`) and admit sockets (`admit`).
+
 The connections open when the server starts (`warm`), each with its server process
 warmed (`_open`): a cold one made a workshop's first commands several times slower.
 A connection that cannot be opened sends the command the usual way (nothing was
