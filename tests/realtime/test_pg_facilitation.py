@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import event as sa_event
 
 from app.services.live.pg_facilitation import WRITABLE
-from app.services.live.pg_lane import FACILITATE, WORKSHOP, LaneUnavailable
+from app.services.live.pg_lane import FACILITATE, WORKSHOP, LaneUnavailable, PgLane
 from app.services.live.workshop_row import COLUMNS
 from tests.realtime.conftest import Server, Workshop
 
@@ -112,44 +112,105 @@ async def test_a_facilitators_command_is_a_lane_read_and_one_write(
     assert logged[0]["actor"].startswith("facilitator:")
 
 
+def _first_write_after(lane: PgLane, other: Any, seen: list[Any]) -> Any:
+    """`lane.write`, but the first call runs `other()` before it (a command committed
+    between the facilitator's read and write); `seen`: the first write's answer, then
+    what `other()` returned."""
+    write = lane.write
+
+    async def write_after(sql: str, args: tuple[Any, ...]) -> Any:
+        if seen:
+            return await write(sql, args)
+        seen.append(None)
+        done = await other()
+        seen[0] = await write(sql, args)
+        seen.append(done)
+        return seen[0]
+
+    return write_after
+
+
 @on_postgres
-async def test_a_workshop_that_changed_after_the_read_is_written_the_usual_way(
-    server: Server, workshop: Workshop
+async def test_a_reveal_after_a_vote_committed_since_its_read_goes_the_usual_way(
+    server: Server, workshop: Workshop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A vote committed between the facilitator's read and write: the write is
-    refused with nothing written, and the usual path reveals the counts with that
-    vote in them, numbered after it."""
-    live, lane = server.live, server.pg_lane
+    """A reveal reads the votes: a vote committed between its reads and its write
+    has the write refused with nothing written, and the usual path reveals the
+    counts with that vote in them, numbered after it."""
+    lane = server.pg_lane
     fac = await workshop.facilitator()
     _pa, ann = await workshop.participant("Ann")
     _pb, bob = await workshop.participant("Bob")
     await fac.do("workshop.start")
     await ann.do("card.vote", card_id=CARD, choice="do")
-    write = lane.write
-    refused: list[Any] = []
+    seen: list[Any] = []
 
-    async def vote_first(sql: str, args: tuple[Any, ...]) -> Any:
-        if not refused:
-            voted = await bob.do("card.vote", card_id=CARD, choice="dont")
-            refused.append(await write(sql, args))
-            refused.append(voted)
-            return refused[0]
-        return await write(sql, args)
+    async def bob_votes() -> Any:
+        return await bob.do("card.vote", card_id=CARD, choice="dont")
 
-    lane.write = vote_first  # type: ignore[method-assign]
+    monkeypatch.setattr(lane, "write", _first_write_after(lane, bob_votes, seen))
     before = lane.facilitated
-    try:
-        revealed = await fac.do("votes.reveal")
-    finally:
-        lane.write = write  # type: ignore[method-assign]
-    assert refused[0] is None and lane.facilitated == before
-    assert revealed["seq"] == refused[1]["seq"] + 1
+    revealed = await fac.do("votes.reveal")
+    assert seen[0] is None and lane.facilitated == before
+    assert revealed["seq"] == seen[1]["seq"] + 1
     event = await ann.until("votes.revealed")
     counts = {c["card_id"]: (c["do"], c["dont"]) for c in event["results"]["cards"]}
     assert counts[CARD] == (1, 1)
     seqs = [m["seq"] for m in ann.events()]
     assert seqs == sorted(set(seqs))
-    assert live.pg_lane is lane
+
+
+@on_postgres
+async def test_participants_commands_since_the_read_do_not_stop_a_phase_change(
+    server: Server, workshop: Workshop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command that read only the workshop row is written if the row's columns are
+    as read, whatever participants committed meanwhile: numbered after their events."""
+    lane = server.pg_lane
+    fac = await workshop.facilitator()
+    _pa, ann = await workshop.participant("Ann")
+    await fac.do("workshop.start")
+    seen: list[Any] = []
+
+    async def ann_votes() -> Any:
+        return await ann.do("card.vote", card_id=CARD, choice="do")
+
+    monkeypatch.setattr(lane, "write", _first_write_after(lane, ann_votes, seen))
+    before = lane.facilitated
+    moved = await fac.do("phase.goto", index=REFLECT)
+    assert seen[0] is not None and lane.facilitated == before + 1
+    assert moved["seq"] == seen[1]["seq"] + 1
+    changed = await ann.until("phase.changed")
+    assert (changed["seq"], changed["phase"]["index"]) == (moved["seq"], REFLECT)
+    seqs = [m["seq"] for m in ann.events()]
+    assert seqs == sorted(set(seqs))
+
+
+@on_postgres
+async def test_a_workshop_changed_since_the_read_is_written_the_usual_way(
+    server: Server, workshop: Workshop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another facilitator's command changed the row between the read and the write
+    (a second tab): the write is refused, and the usual path moves on from the
+    phase the other one chose, not from the one read."""
+    lane = server.pg_lane
+    fac = await workshop.facilitator()
+    tab = await workshop.facilitator()
+    await fac.do("workshop.start")
+    seen: list[Any] = []
+
+    async def other_tab() -> Any:
+        return await tab.do("phase.goto", index=REFLECT)
+
+    monkeypatch.setattr(lane, "write", _first_write_after(lane, other_tab, seen))
+    before = lane.facilitated
+    moved = await fac.do("phase.next")
+    assert seen[0] is None and lane.facilitated == before + 1  # only the other tab's
+    assert moved["seq"] == seen[1]["seq"] + 1
+    changed = await fac.until(
+        lambda m: m.get("type") == "phase.changed" and m["seq"] == moved["seq"]
+    )
+    assert changed["phase"]["index"] == REFLECT + 1
 
 
 @on_postgres

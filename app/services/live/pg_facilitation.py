@@ -11,18 +11,23 @@ were the slowest events on PostgreSQL (docs/benchmarks.md, change 44).
 Here the command runs optimistically on the lane's connections (`PgLane`), outside
 any transaction:
 
-1. the workshop row is read (`WORKSHOP`, with its seq), and the handler runs on it as it
-   would on the usual path: the same code, on a `WorkshopRow`, its reads (a
+1. the workshop row is read (`WORKSHOP`, with its seq), and the handler runs on it
+   as it would on the usual path: the same code, on a `WorkshopRow`, its reads (a
    reveal's vote counts) sent to the lane one by one;
-2. what it did, the row's changed columns and its one event numbered seq + 1, is
-   written by one call of `live_facilitate` (migration a4c9e2f1b7d3), which writes
-   only if the workshop's seq is still the one read: no command of the workshop was
-   committed in between, so every read saw the workshop as it is now. Every write
-   to a workshop's rows comes with an event, which bumps its seq.
+2. what it did, the row's changed columns and its one event, is written by one
+   call of `live_facilitate` (migration a4c9e2f1b7d3), which numbers the event with
+   the workshop's next seq and writes only if the row's columns (all but the seq)
+   are still the ones read. Participants' commands change only the seq, so a busy
+   room does not stand in the way. A command that read more than the row (a reveal
+   counts votes) is written only if the seq is still the one read too: no command
+   of the workshop was committed in between, so every read saw the workshop as it
+   is now (every write to a workshop's rows comes with an event, which bumps its
+   seq).
 
 Anything else runs the usual way, with nothing written: a handler that refuses (the
 usual path says why, from the row as it is then), one that needs the ORM or more
-than one event (`NeedsOrm`), a seq that moved, a lane that cannot read. A failure
+than one event (`NeedsOrm`), a row (or for a reveal, a seq) that changed since the
+read, a lane that cannot read. A failure
 during the write itself may or may not have committed it: that is raised as
 `LaneUnavailable`, and the engine answers `try_again`, as for the participants'
 calls. tests/realtime/test_pg_lane.py runs the same script with and without the
@@ -61,12 +66,13 @@ class LaneReads:
     reads that are plans go to the lane one by one; the event's `INSERT` is kept for
     the write (`events`); anything else raises `NeedsOrm`."""
 
-    __slots__ = ("_dialect", "_lane", "events")
+    __slots__ = ("_dialect", "_lane", "events", "reads")
 
     def __init__(self, lane: PgLane, dialect: Dialect) -> None:
         self._lane = lane
         self._dialect = dialect
         self.events: list[dict[str, Any]] = []  # `append_event`'s parameters
+        self.reads = 0  # statements read besides the workshop row
 
     async def exec(
         self, statement: Any, *, params: dict[str, Any] | None = None, **kwargs: Any
@@ -79,6 +85,7 @@ class LaneReads:
         plan = direct.plan_for(statement, params, self._dialect)
         if plan is None or not plan.sql.startswith("SELECT"):
             raise NeedsOrm
+        self.reads += 1
         rows = await self._lane.fetch(plan.sql, plan.values(params))
         if rows is None:
             raise NeedsOrm  # not read: the usual path reads it
@@ -144,9 +151,11 @@ async def facilitate(
     event = reads.events[0]
     if event["seq"] != seq:
         return None
+    expected = {name: found[name] for name in WRITABLE}
     args = (
         actor.workshop_id,
-        seq,
+        seq if reads.reads else None,  # the seq read must still be the workshop's
+        _json(expected),
         _json(changes),
         event["type"],
         _json(event["payload"]),
@@ -156,5 +165,8 @@ async def facilitate(
     row: asyncpg.Record | None = await lane.write(FACILITATE, args)
     if row is None:
         return None
+    # The number the event got: later than the one read if participants' commands
+    # were committed in between.
+    ctx.events[0]["seq"] = row["o_seq"]
     lane.facilitated += 1
     return ctx

@@ -82,7 +82,7 @@ NOTE_MOVE = "SELECT o_seq, o_area FROM live_note_move($1, $2, $3, $4, $5, $6, $7
 DOT_ADD = "SELECT o_seq, o_dots, o_left FROM live_dot_add($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 DOT_REMOVE = "SELECT o_seq, o_dots, o_left FROM live_dot_remove($1, $2, $3, $4, $5, $6, $7, $8)"
 # A facilitator's command, worked out beforehand (migration a4c9e2f1b7d3, pg_facilitation.py).
-FACILITATE = "SELECT o_seq FROM live_facilitate($1, $2, $3, $4, $5, $6, $7)"
+FACILITATE = "SELECT o_seq FROM live_facilitate($1, $2, $3, $4, $5, $6, $7, $8)"
 CALLS = (CARD_VOTE, LEVEL_VOTE, NOTE_CREATE, NOTE_MOVE, DOT_ADD, DOT_REMOVE, FACILITATE)
 
 
