@@ -87,7 +87,8 @@ LANE_COMMANDS = frozenset({"card.vote", "note.create", "note.move", "dot.add", "
 # `WorkshopRow`, saved with a plan): tried on the lane every time. When one needs the
 # ORM after all (entering or revealing a level vote loads its round, a spotlight on a
 # note loads the note), it is rolled back and runs the usual way, and is not
-# remembered as needing the ORM: the next one may well not.
+# remembered as needing the ORM: the next one may well not. On PostgreSQL the same
+# ones are tried on the PgLane (pg_facilitation.py).
 LANE_TRIES = frozenset(
     {
         "workshop.start",

@@ -7,7 +7,10 @@ facilitator's commands take the usual path (`LiveService._transaction`) on the
 pool's connections, and are rare: in a busy room most of them ran on a connection
 that had never run them. Revealing votes took 5.5 ms there against 2 ms after, on
 an idle machine, and starting a workshop or revealing votes were the slowest events
-under load (docs/benchmarks.md, change 39).
+under load (docs/benchmarks.md, change 39). Since change 44 most of them run on the
+live lane instead (`pg_facilitation.py`); the usual path still takes those the lane
+leaves to it (entering or revealing a level vote, a refusal, a row changed in
+between), so the rehearsal stays.
 
 `rehearse` runs when a worker starts: on as many connections at once as the pool
 keeps, each in a transaction of its own, it adds a throwaway facilitator and
