@@ -191,8 +191,8 @@ async def test_with_and_without_the_lane_the_room_and_the_database_are_the_same(
     with_lane, names_a, _fac = await _script(workshop)
     stored_with = await _stored(server, workshop, names_a)
     on_lane = lane.calls - before
-    # The facilitator's commands but removing Dan, entering the level vote and
-    # revealing it (ORM writes: the usual path), see test_pg_facilitation.py.
+    # The facilitator's commands but removing Dan (never tried on the lane), entering
+    # the level vote and revealing it (they need the ORM), see test_pg_facilitation.py.
     assert lane.facilitated - facilitated == 9
     assert lane.enabled
 
