@@ -485,8 +485,8 @@ class LiveService:
         """A facilitator's command as a read and one write on the lane
         (pg_facilitation.py); None: not done there, nothing was written.
 
-        Like the participants' calls it takes no turn: the write happens only if no
-        command of the workshop was committed since the read."""
+        Like the participants' calls it takes no turn: the write happens only if the
+        workshop row is still as read (and, after other reads, its seq too)."""
         lane = self.pg_lane
         definition = self.cache.peek(actor.workshop_id)
         if lane is None or definition is None or command.type not in LANE_TRIES:
