@@ -7,10 +7,13 @@ as a PostgreSQL restart or a failover would:
 * **between commands**: the next command still succeeds (the pool notices the dead
   connection when it checks it out and opens a new one);
 * **in flight**: the test holds the workshop row locked from its own connection, so a
-  command stops inside its transaction (its note already inserted, waiting to number
-  its event); its connection is cut there. The sender gets `try_again`, the socket
-  stays open, the note is not in the database and the event log has no hole; once the
-  lock is gone the next command succeeds, with no restart;
+  command stops inside its transaction, waiting to number its event; its connection is
+  cut there. On the usual path (an edit) the sender gets `try_again`, the socket stays
+  open, the note is as it was and the event log has no hole; once the lock is gone the
+  next command succeeds, with no restart. On the lane (a new note) the server's
+  shutdown message says the call was not committed (`pg_lane.shut_down_unanswered`):
+  the command goes the usual way, waits for the lock like any other, and is stored
+  once, numbered next;
 * **over HTTP**: a join cut the same way gets 503 `try_again` with `Retry-After`, and
   no participant; the retried join works.
 """
@@ -140,9 +143,9 @@ async def test_connections_dropped_between_and_during_commands(inloop: Server) -
     assert await terminate_app_backends(url) >= 1
     first = await ann.do("note.create", area="now", text="After the first drop")
 
-    # In flight: the command is inside its transaction when its connection is cut.
+    # In flight on the usual path: the edit is inside its transaction when cut.
     async with workshop_row_locked(url, workshop.id) as holder:
-        cid = await ann.send("note.create", area="now", text="Cut off mid-transaction")
+        cid = await ann.send("note.edit", note_id=first["result"]["note_id"], text="Cut off")
         await cut_blocked_backends(holder)
         reply = await _reply(ann, cid)
     assert reply["type"] == "error" and reply["code"] == "try_again", reply
@@ -156,6 +159,21 @@ async def test_connections_dropped_between_and_during_commands(inloop: Server) -
     assert again["seq"] == first["seq"] + 1
     await fac.wait(lambda m: m.get("seq") == again["seq"] and m["type"] == "note.created")
     assert not ann.closed
+
+    # In flight on the lane: shut down before it committed, it goes the usual way.
+    lane = inloop.pg_lane
+    calls = lane.calls
+    async with workshop_row_locked(url, workshop.id) as holder:
+        cid = await ann.send("note.create", area="now", text="Cut off on the lane")
+        await cut_blocked_backends(holder)
+        await asyncio.sleep(0.2)  # the usual path waits for the lock meanwhile
+        assert not any(m.get("cid") == cid for m in ann.received)
+    reply = await _reply(ann, cid)
+    assert reply["type"] == "ack" and reply["seq"] == again["seq"] + 1, reply
+    assert lane.calls == calls  # not the lane's
+    seq, seqs, notes, _people = await _state(url, workshop.id)
+    assert seq == reply["seq"] and seqs == list(range(1, seq + 1))
+    assert sorted(notes) == ["After the first drop", "Cut off on the lane", "Retried"]
 
     # Over HTTP: a join cut mid-transaction is a 503 to retry, and leaves nobody behind.
     url_join = f"/api/workshops/{workshop.id}/participants"
@@ -174,7 +192,7 @@ async def test_connections_dropped_between_and_during_commands(inloop: Server) -
 
     seq, seqs, notes, people = await _state(url, workshop.id)
     assert seqs == list(range(1, seq + 1)) and people == 2
-    assert sorted(notes) == ["After the first drop", "Retried"]
+    assert sorted(notes) == ["After the first drop", "Cut off on the lane", "Retried"]
     await wait_until(lambda: any(m["seq"] == seq for m in fac.stored()), 10, "the join event")
     fac.assert_in_order()
     ann.assert_in_order()

@@ -35,13 +35,19 @@ pytestmark = pytest.mark.postgres
 class LateCloseProxy:
     """Forwards TCP both ways to PostgreSQL. While `hold` is set, a connection the
     server closes is not closed towards the client (until `release`): what the server
-    sent before closing still arrives."""
+    sent before closing still arrives.
+
+    `mute_open` holds back everything the server sends on the connections open then,
+    its last message as well as its close, until `unmute` (new connections flow)."""
 
     def __init__(self, host: str, port: int) -> None:
         self.upstream = (host, port)
         self.hold = False
         self.ended = 0  # connections the server closed
+        self.sent_while_muted = 0  # bytes clients sent on muted connections
         self._held: list[asyncio.StreamWriter] = []
+        self._open: set[asyncio.StreamWriter] = set()  # towards clients
+        self._muted: dict[asyncio.StreamWriter, list[bytes]] = {}
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -50,26 +56,49 @@ class LateCloseProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        self._open.add(writer)
         await asyncio.gather(
-            self._pipe(reader, up_writer, from_server=False),
-            self._pipe(up_reader, writer, from_server=True),
+            self._pipe(reader, up_writer, from_server=False, client=writer),
+            self._pipe(up_reader, writer, from_server=True, client=writer),
         )
 
     async def _pipe(
-        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, from_server: bool
+        self,
+        src: asyncio.StreamReader,
+        dst: asyncio.StreamWriter,
+        from_server: bool,
+        client: asyncio.StreamWriter,
     ) -> None:
         try:
             while data := await src.read(65536):
+                if client in self._muted:
+                    if from_server:
+                        self._muted[client].append(data)
+                        continue
+                    self.sent_while_muted += len(data)
                 dst.write(data)
                 await dst.drain()
         except OSError:
             pass
         if from_server:
             self.ended += 1
-            if self.hold:
+            self._open.discard(dst)
+            if self.hold or dst in self._muted:
                 self._held.append(dst)
                 return
         dst.close()
+
+    def mute_open(self) -> None:
+        self._muted = {writer: [] for writer in self._open}
+
+    def unmute(self) -> None:
+        """What the muted connections' server sent arrives, then their held closes."""
+        for writer, sent in self._muted.items():
+            for data in sent:
+                writer.write(data)
+        self._muted = {}
+        if not self.hold:
+            self.release()
 
     def release(self) -> None:
         self.hold = False
@@ -78,6 +107,7 @@ class LateCloseProxy:
         self._held.clear()
 
     async def close(self) -> None:
+        self._muted = {}
         self.release()
         if self._server is not None:
             self._server.close()
@@ -118,7 +148,8 @@ async def test_commands_go_on_when_the_servers_close_arrives_after_its_last_mess
     # finds its own connection in the same state and opens a new one.
     note = await ann.do("note.create", area="now", text="In the window")
     assert note["seq"] == before["seq"] + 1
-    # The facilitator's (the usual path only), on another pooled connection.
+    # The facilitator's: its read on the lane finds another connection in the window,
+    # so it goes the usual way too, on another pooled connection.
     step = await fac.do("phase.goto", index=REFLECT + 1)
     assert step["seq"] == note["seq"] + 1
     await fac.do("phase.goto", index=REFLECT)
@@ -134,6 +165,51 @@ async def test_commands_go_on_when_the_servers_close_arrives_after_its_last_mess
     seq, seqs, notes, _people = await _state(pg_url, workshop.id)
     assert seq == later[-1]["seq"] and seqs == list(range(1, seq + 1))
     assert sorted(notes) == ["Before", "In the window"] + [f"Later {i}" for i in range(SIZE + 1)]
+    await wait_until(lambda: any(m["seq"] == seq for m in ann.stored()), 10, "the phase event")
+    fac.assert_in_order()
+    ann.assert_in_order()
+    await ann.close()
+    await fac.close()
+
+
+async def test_a_call_sent_before_the_servers_last_message_goes_the_usual_way(
+    proxied: tuple[Server, LateCloseProxy], pg_url: str
+) -> None:
+    """The lane sends a call on a connection the server is ending, before its last
+    message has arrived: the server answers with that message (an administrator's
+    shutdown) and closes. That call was not committed: it goes the usual way, and the
+    sender gets an ack, not `try_again` (`pg_lane.shut_down_unanswered`)."""
+    server, proxy = proxied
+    live = server.app.state.live
+    assert isinstance(live, LiveService) and isinstance(live.pg_lane, PgLane)
+    lane = live.pg_lane
+    workshop, fac, ann = await room_in_reflect(server, "unanswered@agency.gov")
+    before = await ann.do("note.create", area="now", text="Before")
+    assert lane.calls == 1
+
+    proxy.mute_open()
+    ended = proxy.ended
+    cut = await terminate_app_backends(pg_url)  # direct, not through the proxy
+    assert cut >= 4  # the pool's and the lane's (3)
+    await wait_until(lambda: proxy.ended - ended >= cut, 10, "the server's last messages")
+
+    cid = await ann.send("note.create", area="now", text="Sent to a server process gone")
+    await wait_until(lambda: proxy.sent_while_muted > 0, 10, "the lane's call")
+    proxy.unmute()
+    reply = await ann.wait(lambda m: m.get("cid") == cid and m["type"] in ("ack", "error"))
+    assert reply["type"] == "ack", reply
+    assert reply["seq"] == before["seq"] + 1
+    assert lane.calls == 1  # the usual path wrote it
+
+    # The lane opens new connections; the facilitator's commands go on as well.
+    after = await ann.do("note.create", area="now", text="After")
+    assert after["seq"] == reply["seq"] + 1 and lane.calls == 2
+    step = await fac.do("phase.goto", index=REFLECT + 1)
+    assert step["seq"] == after["seq"] + 1
+
+    seq, seqs, notes, _people = await _state(pg_url, workshop.id)
+    assert seq == step["seq"] and seqs == list(range(1, seq + 1))
+    assert sorted(notes) == ["After", "Before", "Sent to a server process gone"]
     await wait_until(lambda: any(m["seq"] == seq for m in ann.stored()), 10, "the phase event")
     fac.assert_in_order()
     ann.assert_in_order()

@@ -31,7 +31,9 @@ The connections open when the server starts (`warm`), each with its server proce
 warmed (`_open`): a cold one made a workshop's first commands several times slower.
 A connection that cannot be opened sends the command the usual way (nothing was
 sent), as does one the server has ended whose close has not arrived yet
-(`ended_by_server`). One that fails during a call may or may not have committed it: that is raised
+(`ended_by_server`), and one the server ends in place of answering the call
+(`shut_down_unanswered`: a call sent before the server's last message arrived). One
+that fails otherwise during a call may or may not have committed it: that is raised
 as `LaneUnavailable` (an `OSError`), and the engine answers `try_again`, as it does
 when the usual path's `COMMIT` fails.
 """
@@ -477,6 +479,10 @@ class PgLane:
         ) as exc:
             _discard(connection)
             connection = None
+            if shut_down_unanswered(exc):
+                # Not committed: the usual path (whose pool opens a new connection).
+                log.info("a live lane connection was shut down by the server: %s", exc)
+                return None
             raise LaneUnavailable(str(exc)) from exc
         except asyncpg.InternalClientError as exc:
             _discard(connection)
@@ -587,6 +593,26 @@ def ended_by_server(exc: asyncpg.InternalClientError) -> bool:
     the close arrives (tests/faults/test_pg_late_close.py holds that window open)."""
     message = str(exc)
     return message.startswith("cannot switch to state") or message == "not connected"
+
+
+def shut_down_unanswered(exc: BaseException) -> bool:
+    """Whether the server ended the connection with an administrator's shutdown
+    (`pg_terminate_backend`, a restart's smart or fast shutdown, a failover) in place
+    of answering the call: then the call did not commit.
+
+    Such a shutdown (SIGTERM to the server process) takes effect only where the
+    process checks for interrupts: while it waits for the next message, or while it
+    runs a statement, whose transaction then rolls back. A commit holds interrupts off,
+    and its reply (rows, completion, ready for the next query) is flushed before the
+    process waits for the next message again, so a committed call is always answered
+    before the last message. asyncpg raises the closed connection with that last
+    message (SQLSTATE 57P01) as its cause, and nothing else: a connection cut any
+    other way (a crash, the network) may have committed, and stays `LaneUnavailable`.
+    tests/faults/test_pg_late_close.py holds the server's last message back until a
+    call has gone."""
+    return isinstance(exc, asyncpg.ConnectionDoesNotExistError) and isinstance(
+        exc.__cause__, asyncpg.AdminShutdownError
+    )
 
 
 def _fail(
