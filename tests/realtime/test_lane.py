@@ -21,8 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from app.db.models import Event
 from app.realtime.messages import parse_command
 from app.services.events import INSERT_EVENT
-from app.services.live.context import Actor, Rejected
-from app.services.live.engine import HANDLERS, LANE_COMMANDS, Handler, LiveService
+from app.services.live.context import Actor, Handler, Rejected
+from app.services.live.engine import HANDLERS, LANE_COMMANDS, LiveService
 from app.services.live.lane import Lane, LaneSession, NeedsOrm
 from app.services.live.participation import _NOTE_TO_MOVE
 from tests.realtime.conftest import Client, Server, Workshop

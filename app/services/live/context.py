@@ -8,6 +8,7 @@ publishes. A handler that refuses raises `Rejected`, and nothing it wrote is kep
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -127,6 +128,10 @@ def timer_of(ends_at: datetime | None, remaining_s: int | None, now: datetime) -
         remaining = max(0, math.ceil((ends_at - now).total_seconds()))
         return TimerState(running=True, ends_at=ends_at.isoformat(), remaining_s=remaining)
     return TimerState(running=False, ends_at=None, remaining_s=remaining_s)
+
+
+# A command's handler: it changes the workshop through `Ctx` and emits its events.
+Handler = Callable[[Ctx, Any], Coroutine[Any, Any, None]]
 
 
 def utcnow() -> datetime:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -31,7 +31,7 @@ from app.realtime import messages as m
 from app.realtime.hub import Hub
 from app.services.live import facilitation as fac
 from app.services.live import participation as part
-from app.services.live.context import Actor, Ctx, Rejected, utcnow
+from app.services.live.context import Actor, Ctx, Handler, Rejected, utcnow
 from app.services.live.lane import Lane, NeedsOrm
 from app.services.live.pg_facilitation import facilitate
 from app.services.live.pg_lane import PREPARE as PG_LANE_TYPES
@@ -39,8 +39,6 @@ from app.services.live.pg_lane import PgLane
 from app.services.live.workshop_row import COLUMNS, WorkshopRow
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[Ctx, Any], Coroutine[Any, Any, None]]
 
 HANDLERS: dict[str, Handler] = {
     "workshop.start": fac.start,

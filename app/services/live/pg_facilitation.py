@@ -38,7 +38,6 @@ covers the rest.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -50,12 +49,10 @@ from app.db import direct
 from app.db.models import Workshop
 from app.domain.definitions import Definition, Phase
 from app.services.events import INSERT_EVENT
-from app.services.live.context import Actor, Ctx, Rejected, utcnow
+from app.services.live.context import Actor, Ctx, Handler, Rejected, utcnow
 from app.services.live.lane import NeedsOrm
 from app.services.live.pg_lane import FACILITATE, WORKSHOP, PgLane
 from app.services.live.workshop_row import COLUMNS, WorkshopRow
-
-Handler = Callable[[Ctx, Any], Coroutine[Any, Any, None]]
 
 # The columns `live_facilitate` can write (migration a4c9e2f1b7d3's list).
 WRITABLE = frozenset(COLUMNS) - {"id", "seq"}

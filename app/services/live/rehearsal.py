@@ -37,8 +37,8 @@ from app.db.models import Facilitator, Workshop
 from app.db.types import new_id
 from app.domain.definitions import Definition, PhaseKind, definition_to_snapshot, expand_phases
 from app.realtime.messages import parse_command
-from app.services.live.context import Actor, Ctx, Rejected
-from app.services.live.engine import HANDLERS, AtOnceSession, DefinitionCache, Handler
+from app.services.live.context import Actor, Ctx, Handler, Rejected
+from app.services.live.engine import HANDLERS, AtOnceSession, DefinitionCache
 
 # `LiveService._commit_body`: a command's statements inside its transaction.
 CommitBody = Callable[[AsyncSession, Actor, Any, Handler], Ctx]
