@@ -458,11 +458,27 @@ class Generator:
                     kind, command = make(client, k, b, crng)
                     await client.send(kind, command)
 
+        busy = [self.busy_facilitator(room, start, window)] if flow.fac_busy > 0 else []
         await asyncio.gather(
-            *(run(c, times, random.Random(rng.random())) for c, times in plans)  # noqa: S311
+            *(run(c, times, random.Random(rng.random())) for c, times in plans),  # noqa: S311
+            *busy,
         )
         await self.quiet(room)
         await asyncio.sleep(flow.gap)
+
+    async def busy_facilitator(self, room: Room, start: float, window: float) -> None:
+        """`Flow.fac_busy` timer commands per second, evenly spaced over the phase's
+        window while its participants act: a timer started, then extended. Each waits
+        for the previous one's reply, as a facilitator's clicks do."""
+        count = max(1, round(window * self.plan.flow.fac_busy))
+        for i in range(count):
+            delay = start + (i + 0.5) * window / count - clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if i == 0:
+                await self.facilitate(room, {"type": "timer.start", "seconds": 600})
+            else:
+                await self.facilitate(room, {"type": "timer.extend", "seconds": 60})
 
     async def flow(self, room: Room) -> None:
         plan, flow = self.plan, self.plan.flow

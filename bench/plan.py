@@ -20,6 +20,7 @@ EVENT_OF: dict[str, str | None] = {
     "votes.reveal": "votes.revealed",
     "timer.start": "timer.started",
     "timer.pause": "timer.paused",
+    "timer.extend": "timer.extended",
     "card.vote": "card.voted",
     "note.create": "note.created",
     "note.move": "note.moved",
@@ -47,6 +48,9 @@ class Flow:
     seed_events: int = 0  # > 0 (S4): instead of the flow, store about this many events
     ramp: list[float] = field(default_factory=list)  # events/s steps of note.move (no flow)
     ramp_seconds: float = 5.0  # length of each ramp step
+    # > 0: the facilitator's timer commands per second while participants act (a timer
+    # started, then extended): a facilitator's commands in a busy room.
+    fac_busy: float = 0.0
 
 
 @dataclass

@@ -529,6 +529,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="the whole matrix (BENCH_FULL=1)")
     parser.add_argument("--repeat", type=int, default=1, help="floor/app pairs per case")
     parser.add_argument("--seed", type=int, default=20261122)
+    parser.add_argument(
+        "--fac-busy",
+        type=float,
+        default=0.0,
+        help="the facilitator's timer commands per second while participants act",
+    )
     parser.add_argument("--app-root", type=Path, default=ROOT, help="run the app from here")
     parser.add_argument("--out", type=Path, default=None, help="result JSON path")
     parser.add_argument(
@@ -545,6 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     compressions = {"on": ["on"], "off": ["off"], "both": ["off", "on"]}
     modes = compressions[args.compression or ("both" if args.full else "off")]
     matrix = cases(args.scenario, args.size, quick, args.full)
+    if args.fac_busy > 0:
+        for case in matrix:
+            case.flow = replace(case.flow, fac_busy=args.fac_busy)
     if default_all and args.compression is None:
         # The quick default: deflate measured on S1-100 only.
         extra = [c for c in matrix if c.label == "S1-100"]
