@@ -597,7 +597,7 @@ def ended_by_server(exc: asyncpg.InternalClientError) -> bool:
 
 def shut_down_unanswered(exc: BaseException) -> bool:
     """Whether the server ended the connection with an administrator's shutdown
-    (`pg_terminate_backend`, a restart's smart or fast shutdown, a failover) in place
+    (`pg_terminate_backend`, a fast shutdown or restart, a switchover) in place
     of answering the call: then the call did not commit.
 
     Such a shutdown (SIGTERM to the server process) takes effect only where the
