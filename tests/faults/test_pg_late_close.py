@@ -12,22 +12,27 @@ path's) must still succeed on new connections, nothing half-written.
 The lane sends such a command the usual way (`pg_lane.ended_by_server`). The usual
 path's pool needs nothing of its own: asyncpg closes a connection on that refusal, so
 the pool's check at checkout sees a disconnect and opens a new connection.
+
+An earlier window: the last message itself has not arrived when the lane sends a
+call. The proxy holds back everything the server sends (`mute_open`) until the call
+has gone; the server's answer to it is that message. Such a call was not committed,
+and goes the usual way (`pg_lane.shut_down_unanswered`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import make_url
 
-from app.services.live.engine import LiveService
 from app.services.live.pg_lane import SIZE, PgLane
 from tests.conftest import make_settings
-from tests.faults.conftest import serve_in_loop, wait_until
+from tests.faults.conftest import Stream, serve_in_loop, wait_until
 from tests.faults.test_pg_drop import REFLECT, _state, room_in_reflect, terminate_app_backends
-from tests.realtime.conftest import Server
+from tests.realtime.conftest import Server, Workshop
 
 pytestmark = pytest.mark.postgres
 
@@ -126,16 +131,23 @@ async def proxied(pg_url: str) -> AsyncIterator[tuple[Server, LateCloseProxy]]:
         await proxy.close()
 
 
+async def room_with_a_note(
+    server: Server, email: str
+) -> tuple[PgLane, Workshop, Stream, Stream, dict[str, Any]]:
+    """A room in its reflect phase and Ann's first note, written on the lane (so the
+    lane's connections are open)."""
+    lane = server.pg_lane
+    workshop, fac, ann = await room_in_reflect(server, email)
+    before = await ann.do("note.create", area="now", text="Before")
+    assert lane.calls == 1
+    return lane, workshop, fac, ann, before
+
+
 async def test_commands_go_on_when_the_servers_close_arrives_after_its_last_message(
     proxied: tuple[Server, LateCloseProxy], pg_url: str
 ) -> None:
     server, proxy = proxied
-    live = server.app.state.live
-    assert isinstance(live, LiveService) and isinstance(live.pg_lane, PgLane)
-    lane = live.pg_lane
-    workshop, fac, ann = await room_in_reflect(server, "lateclose@agency.gov")
-    before = await ann.do("note.create", area="now", text="Before")
-    assert lane.calls == 1  # the lane's connections are open (and in the window below)
+    lane, workshop, fac, ann, before = await room_with_a_note(server, "lateclose@agency.gov")
 
     proxy.hold = True
     ended = proxy.ended
@@ -180,12 +192,7 @@ async def test_a_call_sent_before_the_servers_last_message_goes_the_usual_way(
     shutdown) and closes. That call was not committed: it goes the usual way, and the
     sender gets an ack, not `try_again` (`pg_lane.shut_down_unanswered`)."""
     server, proxy = proxied
-    live = server.app.state.live
-    assert isinstance(live, LiveService) and isinstance(live.pg_lane, PgLane)
-    lane = live.pg_lane
-    workshop, fac, ann = await room_in_reflect(server, "unanswered@agency.gov")
-    before = await ann.do("note.create", area="now", text="Before")
-    assert lane.calls == 1
+    lane, workshop, fac, ann, before = await room_with_a_note(server, "unanswered@agency.gov")
 
     proxy.mute_open()
     ended = proxy.ended
