@@ -5,6 +5,7 @@ ENV PYTHONUNBUFFERED=1 HOST=0.0.0.0 PORT=8000
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 \
        libharfbuzz-subset0 libfontconfig1 fonts-dejavu-core fonts-droid-fallback \
+       fonts-noto-color-emoji \
     && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app

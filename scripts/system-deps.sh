@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Debian packages the tests need: Chromium for browser tests, Pango/HarfBuzz and
-# fonts for WeasyPrint (PDF reports; DejaVu, and Droid Sans Fallback for Chinese,
-# Japanese and Korean), poppler-utils to read PDFs back in tests,
+# fonts for WeasyPrint (PDF reports; DejaVu, Droid Sans Fallback for Chinese,
+# Japanese and Korean, and Noto Color Emoji for emoji), poppler-utils to read PDFs back in tests,
 # redis-server for the fault tests (they start and stop a Redis of their own).
 # Installs only what is missing; needs root (or sudo) when something is missing.
 set -euo pipefail
 PACKAGES=(chromium libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 libfontconfig1
-          fonts-dejavu-core fonts-droid-fallback poppler-utils redis-server)
+          fonts-dejavu-core fonts-droid-fallback fonts-noto-color-emoji poppler-utils
+          redis-server)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
