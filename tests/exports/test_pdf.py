@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from app.exports import pdf
 from app.exports.pdf import ResourceRefused, WeasyPrintRenderer, _refusing_fetcher
 from tests.conftest import FacilitatorLogin
 from tests.exports.conftest import Seed, export
@@ -112,3 +114,75 @@ def test_renderer_never_fetches_resources() -> None:
     )
     pdf = WeasyPrintRenderer().render(html)
     assert pdf.startswith(b"%PDF-")
+
+
+async def _pdf_refused(client: httpx.AsyncClient, fac: FacilitatorLogin, wid: str) -> str:
+    """The PDF export's answer when printing fails: 503 with a reason, and the other
+    formats still export."""
+    response = await client.get(
+        f"/api/workshops/{wid}/export", params={"format": "pdf"}, headers=fac.headers
+    )
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["code"] == "print_failed"
+    assert "Markdown and JSON" in body["detail"]
+    assert (await export(client, fac, wid, format="json")).json()
+    return str(body["detail"])
+
+
+async def test_a_print_that_runs_too_long_is_stopped(
+    client: httpx.AsyncClient,
+    facilitator: FacilitatorLogin,
+    seed: Seed,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Printing runs in a child process, so it can be stopped: no in-process print could
+    be (and WeasyPrint holding the interpreter's lock would slow the worker's rooms)."""
+    workshop_id = await seed()
+    monkeypatch.setattr(pdf, "PRINT_TIMEOUT_S", 0.001)
+    detail = await _pdf_refused(client, facilitator, workshop_id)
+    assert "longer than 0.001 s" in detail
+
+
+async def test_a_printer_that_fails_is_reported(
+    client: httpx.AsyncClient,
+    facilitator: FacilitatorLogin,
+    seed: Seed,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    workshop_id = await seed()
+    broken = tmp_path / "broken_printer.py"
+    broken.write_text("import sys\nsys.stdout.write('not a pdf')\nsys.exit(1)\n")
+    monkeypatch.setattr(pdf, "PRINTER", broken)
+    detail = await _pdf_refused(client, facilitator, workshop_id)
+    assert detail.startswith("the PDF could not be printed")
+
+
+def test_at_most_two_prints_at_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each print is a child process of about 70 MB: a worker runs at most
+    `PRINTS_AT_ONCE` of them, and the others wait their turn (none is refused)."""
+    printer = tmp_path / "counting_printer.py"
+    printer.write_text(
+        "import fcntl, sys, time\n"
+        f"path = {str(tmp_path / 'count')!r}\n"
+        "def bump(by):\n"
+        "    with open(path, 'a+') as f:\n"
+        "        fcntl.flock(f, fcntl.LOCK_EX)\n"
+        "        f.seek(0)\n"
+        "        now, most = (int(x) for x in (f.read() or '0 0').split())\n"
+        "        now += by\n"
+        "        f.seek(0); f.truncate(); f.write(f'{now} {max(most, now)}')\n"
+        "bump(1)\n"
+        "time.sleep(0.3)\n"
+        "bump(-1)\n"
+        "sys.stdout.write('%PDF-' + sys.stdin.read())\n"
+    )
+    monkeypatch.setattr(pdf, "PRINTER", printer)
+    renderer = WeasyPrintRenderer()
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        printed = list(pool.map(renderer.render, [f"doc {i}" for i in range(5)]))
+    assert printed == [f"%PDF-doc {i}".encode() for i in range(5)]
+    now, most = (int(x) for x in (tmp_path / "count").read_text().split())
+    assert now == 0
+    assert 1 <= most <= pdf.PRINTS_AT_ONCE == 2
