@@ -30,7 +30,8 @@ from app.web.templating import make_environment
 log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/pdf"
-# A print still running after this long is stopped (a report takes well under 10 s).
+# A print still running after this long is stopped (a small report prints in under a
+# second, the child's start included).
 PRINT_TIMEOUT_S = 60.0
 # Prints under way at once per worker (each child takes about 70 MB); more wait.
 PRINTS_AT_ONCE = 2
