@@ -112,8 +112,8 @@ def test_renderer_never_fetches_resources() -> None:
         '<html><body><p>x</p><img src="http://127.0.0.1:9/x.png">'
         '<link rel="stylesheet" href="file:///etc/passwd"></body></html>'
     )
-    pdf = WeasyPrintRenderer().render(html)
-    assert pdf.startswith(b"%PDF-")
+    printed = WeasyPrintRenderer().render(html)
+    assert printed.startswith(b"%PDF-")
 
 
 async def _pdf_refused(client: httpx.AsyncClient, fac: FacilitatorLogin, wid: str) -> str:
